@@ -1,0 +1,243 @@
+"""The standalone server: one traitlets application, ``expman-tornado``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import webbrowser
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import tornado.netutil
+import tornado.web
+from jupyter_core.application import JupyterApp, base_aliases, base_flags
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+
+from . import __version__
+from .handlers.base import ServerContext
+from .handlers.urls import url_path_join
+from .registry import HandlerRegistry, default_registry
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+aliases = {
+    **base_aliases,
+    "ip": "ExpmanTornado.ip",
+    "port": "ExpmanTornado.port",
+    "base-url": "ExpmanTornado.base_url",
+    "store": "ExpmanTornado.store",
+    "stale-after": "ExpmanTornado.stale_after",
+    "disable": "ExpmanTornado.disabled_handler_groups",
+    "extra-handlers": "ExpmanTornado.extra_handlers",
+}
+
+flags = {
+    **base_flags,
+    "demo": (
+        {"ExpmanTornado": {"demo": True}},
+        "Write a demo store with a run that keeps training, and serve it. "
+        "The store goes to the positional folder if one is given, else to a temporary folder.",
+    ),
+    "open": ({"ExpmanTornado": {"open_browser": True}}, "Open the dashboard in a web browser."),
+}
+
+
+class ExpmanTornado(JupyterApp):
+    """Serve an expman store as a REST API and a dashboard."""
+
+    name = "expman-tornado"
+    version = __version__
+    description = """Serve a folder of experiments written by the expman logger.
+
+    expman-tornado STORE     serve STORE (default: ./experiments, if it exists)
+    expman-tornado --demo    serve a demo store with a run that keeps training
+    """
+    examples = """
+    expman-tornado ./experiments
+    expman-tornado ./experiments --port=8080 --base-url=/expman/
+    expman-tornado --demo
+    """
+    aliases = aliases
+    flags = flags
+
+    store = Unicode(
+        "",
+        help="Root folder of the experiment store. The positional argument sets it too; "
+        "without either, ./experiments is served if it exists.",
+    ).tag(config=True)
+
+    ip = Unicode("127.0.0.1", help="Address the server listens on.").tag(config=True)
+
+    port = Integer(8000, help="Port the server listens on (0 picks a free port).").tag(config=True)
+
+    base_url = Unicode("/", help="URL prefix under which every route is served, e.g. /expman/.").tag(
+        config=True
+    )
+
+    stale_after = Float(
+        300.0,
+        help="Seconds without a sign of life (heartbeat or file change) after which a "
+        "RUNNING run is reported as stale.",
+    ).tag(config=True)
+
+    disabled_handler_groups = List(
+        Unicode(),
+        help="Handler groups to switch off, by name: core, artifacts, frontend, or the "
+        "name of an extra group.",
+    ).tag(config=True)
+
+    extra_handlers = List(
+        Unicode(),
+        help="Extra handler groups, each an import string ('package.module:routes') naming "
+        "a list of (pattern, handler_class[, kwargs]) routes or a callable returning one. "
+        "Groups published under the 'expman_tornado.handlers' entry point group are added too.",
+    ).tag(config=True)
+
+    frontend_dir = Unicode(
+        "", help="Folder of the built dashboard; empty means the one shipped in the package."
+    ).tag(config=True)
+
+    demo = Bool(
+        False, help="Write a demo store with a run that keeps training, and serve it."
+    ).tag(config=True)
+
+    open_browser = Bool(False, help="Open the dashboard in a web browser once the server listens.").tag(
+        config=True
+    )
+
+    worker_threads = Integer(
+        4, help="Threads that read files off the IOLoop, so one large read never stalls other requests."
+    ).tag(config=True)
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @validate("base_url")
+    def _validate_base_url(self, proposal: Any) -> str:
+        value = proposal["value"]
+        return url_path_join("/", value, "/")
+
+    def initialize(self, argv: Any = None) -> None:
+        super().initialize(argv)
+        if self.generate_config or self.subapp:
+            return
+        _configure_logging(self.log_level)
+        positional = self.extra_args[0] if self.extra_args else ""
+        if len(self.extra_args) > 1:
+            self.log.error("Only one store folder can be given, got: %s", " ".join(self.extra_args))
+            self.exit(2)
+        if positional:
+            self.store = positional
+
+        if self.demo:
+            from .demo import start_demo
+
+            self.store = start_demo(self.store or None)
+        elif not self.store:
+            if not os.path.isdir("experiments"):
+                self.log.error(
+                    "No store given and ./experiments does not exist. Start with "
+                    "'expman-tornado PATH/TO/STORE', or try 'expman-tornado --demo'."
+                )
+                self.exit(2)
+            self.store = "experiments"
+        if not os.path.isdir(self.store):
+            self.log.error("Store folder %s does not exist or is not a folder.", self.store)
+            self.exit(2)
+
+    def make_context(self) -> ServerContext:
+        """Return what the handlers share: the store, the settings, the thread pool."""
+        return ServerContext(
+            store=Store(self.store, stale_after=self.stale_after),
+            base_url=self.base_url,
+            mode="standalone",
+            version=__version__,
+            executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="expman-read"),
+            extra={"frontend_dir": self.frontend_dir, "watcher": None, "live": False},
+        )
+
+    def make_registry(self) -> HandlerRegistry:
+        return default_registry(self.extra_handlers)
+
+    def make_web_app(self, context: ServerContext | None = None) -> tornado.web.Application:
+        """Build the Tornado application, with every enabled handler group."""
+        context = context or self.make_context()
+        routes = self.make_registry().routes(self.base_url, self.disabled_handler_groups)
+        if self.base_url != "/":
+            routes.append((self.base_url.rstrip("/"), tornado.web.RedirectHandler, {"url": self.base_url}))
+        return tornado.web.Application(
+            routes,
+            expman=context,
+            xsrf_cookies=False,
+            cookie_secret=os.urandom(32),
+            log_function=_log_request,
+        )
+
+    def start(self) -> None:
+        super().start()
+        context = self.make_context()
+        web_app = self.make_web_app(context)
+        server = HTTPServer(web_app, max_body_size=64 * 1024, xheaders=False)
+        sockets = tornado.netutil.bind_sockets(self.port, self.ip)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        url = "http://%s:%d%s" % (_host_for_url(self.ip), port, self.base_url)
+
+        experiments, runs = context.store.counts()
+        log.info("Serving store %s (%d experiments, %d runs)", context.store.root, experiments, runs)
+        log.info("Dashboard and API at %s", url)
+        log.info("Live updates are not available yet; pages show the store as it was when loaded")
+
+        loop = IOLoop.current()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: loop.add_callback_from_signal(loop.stop))
+        if self.open_browser:
+            webbrowser.open(url)
+        try:
+            loop.start()
+        finally:
+            log.info("Stopping the server")
+            server.stop()
+            context.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _host_for_url(ip: str) -> str:
+    if ip in ("", "0.0.0.0", "::"):
+        return "localhost"
+    return "[%s]" % ip if ":" in ip else ip
+
+
+def _configure_logging(level: int | str) -> None:
+    root = logging.getLogger("expman_tornado")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(levelname)1.1s %(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("tornado.access").setLevel(level)
+    if not logging.getLogger("tornado").handlers:
+        logging.getLogger("tornado").addHandler(root.handlers[0])
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Log 2xx and 3xx requests at debug, 4xx at warning and 5xx at error."""
+    status = handler.get_status()
+    access = logging.getLogger("tornado.access")
+    if status < 400:
+        level = logging.DEBUG
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    request = handler.request
+    access.log(level, "%d %s %s %.1f ms", status, request.method, request.uri,
+               1000.0 * request.request_time())
+
+
+main = launch_new_instance = ExpmanTornado.launch_instance

@@ -1,0 +1,1 @@
+"""Request handlers, one module per route group; each module ends with ``default_handlers``."""

@@ -1,0 +1,135 @@
+"""The base class of every API handler: JSON replies, JSON errors, store access."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import orjson
+from tornado.web import HTTPError, RequestHandler
+
+from ..errors import ApiError
+from ..store import InvalidName, NotFound, OutsideStore, Store, UnreadableFile
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
+
+#: Seconds a client is told to wait before asking again for a file still being written.
+RETRY_AFTER_SECONDS = 1
+
+
+@dataclass
+class ServerContext:
+    """What handlers share, stored in the Tornado settings under ``"expman"``."""
+
+    store: Store
+    base_url: str = "/"
+    mode: str = "standalone"
+    version: str = ""
+    read_only: bool = False
+    executor: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+class ApiHandler(RequestHandler):
+    """A handler under ``/api``: replies and errors are JSON, never a traceback."""
+
+    @property
+    def context(self) -> ServerContext:
+        return self.settings["expman"]
+
+    @property
+    def store(self) -> Store:
+        return self.context.store
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def compute_etag(self) -> str | None:
+        return None  # Hashing every reply costs more than it saves for large metric bodies.
+
+    def write_json(self, value: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Send the JSON error body ``{"error": {"status", "message"}}``."""
+        message = http.client.responses.get(status_code, "Unknown error")
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            message = exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        elif isinstance(exc, HTTPError) and exc.status_code == 405:
+            message = "method %s is not allowed on %s" % (self.request.method, self.request.path)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        body = {"error": {"status": status_code, "message": message}}
+        self.finish(orjson.dumps(body))
+
+    async def call_store(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a store call off the IOLoop and turn store errors into API errors."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.context.executor, function, *args)
+        except InvalidName as exc:
+            raise ApiError(400, str(exc)) from None
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        except OutsideStore as exc:
+            raise ApiError(403, str(exc)) from None
+        except UnreadableFile as exc:
+            raise await self._unreadable_error(exc, args) from None
+
+    async def _unreadable_error(self, exc: UnreadableFile, args: tuple) -> ApiError:
+        """Return 503 for a file of a RUNNING run (it may be mid-write), else 422."""
+        status = None
+        if len(args) >= 2 and all(isinstance(a, str) for a in args[:2]):
+            try:
+                status = await asyncio.get_running_loop().run_in_executor(
+                    self.context.executor, self.store.run_status, args[0], args[1]
+                )
+            except (NotFound, InvalidName):
+                status = None
+        name = exc.path.rsplit("/", 1)[-1]
+        if status == "RUNNING":
+            return ApiError(
+                503,
+                "%s is being written and has not been read whole yet; retry shortly" % name,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return ApiError(422, "%s cannot be parsed: %s" % (name, exc.reason))
+
+    def int_argument(self, name: str, default: int | None = None, minimum: int | None = None) -> int | None:
+        """Return an integer query argument; a malformed value is a 400 naming it."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        if not _INTEGER.match(raw):
+            raise ApiError(400, "query parameter %r must be an integer, got %r" % (name, raw))
+        value = int(raw)
+        if minimum is not None and value < minimum:
+            raise ApiError(400, "query parameter %r must be at least %d, got %d" % (name, minimum, value))
+        return value
+
+    def list_argument(self, name: str) -> list[str] | None:
+        """Return a comma-separated query argument as a list, or None when absent."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return None
+        return [item for item in raw.split(",") if item]
+
+
+class ApiNotFoundHandler(ApiHandler):
+    """Every ``/api`` path that no other route matched: a JSON 404."""
+
+    def prepare(self) -> None:
+        raise ApiError(404, "no API route matches %s" % self.request.path)

@@ -1,0 +1,35 @@
+"""Experiments and the runs table."""
+
+from __future__ import annotations
+
+from .base import ApiHandler
+from .routes import EXPERIMENT, EXPERIMENTS, RUNS
+
+
+class ExperimentsHandler(ApiHandler):
+    """``GET /api/experiments``: every experiment, sorted by id."""
+
+    async def get(self) -> None:
+        self.write_json(await self.call_store(self.store.experiments))
+
+
+class ExperimentHandler(ApiHandler):
+    """``GET /api/experiments/:exp``: one experiment."""
+
+    async def get(self, experiment: str) -> None:
+        self.write_json(await self.call_store(self.store.experiment, experiment))
+
+
+class RunsHandler(ApiHandler):
+    """``GET /api/experiments/:exp/runs``: every run, newest first."""
+
+    async def get(self, experiment: str) -> None:
+        metrics = self.list_argument("metrics")
+        self.write_json(await self.call_store(self.store.runs, experiment, metrics))
+
+
+default_handlers = [
+    (EXPERIMENTS, ExperimentsHandler),
+    (EXPERIMENT, ExperimentHandler),
+    (RUNS, RunsHandler),
+]

@@ -1,0 +1,55 @@
+"""Metric rows of a run, in five formats."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from ..encoding import FORMATS, encode
+from ..errors import ApiError
+from ..store.query import RowQuery
+from .base import ApiHandler
+from .routes import METRICS, SYSTEM
+
+
+class MetricsHandler(ApiHandler):
+    """``GET …/runs/:run/metrics``: rows selected by step range, columns and max_points."""
+
+    kind = "vectors"
+
+    async def get(self, experiment: str, run: str) -> None:
+        query = self._row_query()
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in FORMATS:
+            raise ApiError(400, "query parameter 'format' must be one of %s, got %r"
+                           % (", ".join(FORMATS), fmt))
+
+        body = await self.call_store(self._read_and_encode, experiment, run, query, fmt)
+
+        self.set_header("Content-Type", FORMATS[fmt])
+        if fmt in ("parquet", "csv"):
+            filename = "%s-%s.%s" % (run, self.kind, fmt)
+            self.set_header("Content-Disposition",
+                            "attachment; filename*=UTF-8''%s" % quote(filename, safe=""))
+        self.finish(body)
+
+    def _row_query(self) -> RowQuery:
+        columns = self.list_argument("columns")
+        return RowQuery(
+            since_step=self.int_argument("since_step"),
+            until_step=self.int_argument("until_step"),
+            columns=tuple(columns) if columns is not None else None,
+            max_points=self.int_argument("max_points", 0, minimum=0) or 0,
+        )
+
+    def _read_and_encode(self, experiment: str, run: str, query: RowQuery, fmt: str) -> bytes:
+        table = self.store.metrics_table(experiment, run, self.kind)
+        return encode(query.apply(table), fmt)
+
+
+class SystemMetricsHandler(MetricsHandler):
+    """``GET …/runs/:run/system``: system metrics, with the parameters of the metrics route."""
+
+    kind = "system"
+
+
+default_handlers = [(METRICS, MetricsHandler), (SYSTEM, SystemMetricsHandler)]

@@ -1,0 +1,22 @@
+"""URL patterns of the API, relative to the server's base URL.
+
+A name is one path segment, matched percent-encoded and decoded once by Tornado
+(``+`` stays a plus). Names are checked by the store, not here, so that a bad
+name gets a JSON 400 rather than falling through to another route.
+"""
+
+SEGMENT = r"[^/]+"
+
+EXPERIMENTS = r"/api/experiments"
+EXPERIMENT = r"/api/experiments/(?P<experiment>%s)" % SEGMENT
+RUNS = EXPERIMENT + r"/runs"
+RUN = RUNS + r"/(?P<run>%s)" % SEGMENT
+METRICS = RUN + r"/metrics"
+SYSTEM = RUN + r"/system"
+ARTIFACTS = RUN + r"/artifacts"
+ARTIFACT_FILE = ARTIFACTS + r"/(?P<path>.+)"
+RUN_FILE = RUN + r"/files/(?P<path>.+)"
+LOG = RUN + r"/logs/(?P<name>%s)" % SEGMENT
+STATS = r"/api/stats"
+SERVER = r"/api/server"
+API_FALLBACK = r"/api(?:/.*)?"

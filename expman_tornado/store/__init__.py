@@ -1,0 +1,7 @@
+"""Reading the experiment store: names, files, YAML, metric tables."""
+
+from .files import UnreadableFile
+from .names import InvalidName
+from .store import NotFound, OutsideStore, Store
+
+__all__ = ["InvalidName", "NotFound", "OutsideStore", "Store", "UnreadableFile"]

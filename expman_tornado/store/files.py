@@ -1,0 +1,141 @@
+"""File identity and the cache of parsed files keyed by it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+log = logging.getLogger(__name__)
+
+#: A file modified less than this many seconds ago may still be being written.
+SETTLING_SECONDS = 2.0
+
+#: How often, and how long apart, a read of a settling file is retried.
+RETRIES = 3
+RETRY_DELAY = 0.05
+
+
+class Identity(NamedTuple):
+    """What tells two versions of a file apart without reading it."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+def identity_of(stat: os.stat_result) -> Identity:
+    return Identity(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def stat_identity(path: str) -> Identity | None:
+    """Return the identity of a regular file, or None when it is missing."""
+    try:
+        stat = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not os.path.isfile(path):
+        return None
+    return identity_of(stat)
+
+
+class ParseError(Exception):
+    """A file that exists but cannot be parsed (yet)."""
+
+
+class UnreadableFile(Exception):
+    """A file that failed to parse and has no earlier good copy to fall back on."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__("%s: %s" % (path, reason))
+        self.path = path
+        self.reason = reason
+
+
+@dataclass
+class _Entry:
+    identity: Identity
+    value: Any = None
+    error: str | None = None
+    good_identity: Identity | None = None
+    good_value: Any = None
+
+
+class FileCache:
+    """Parsed files, each kept while its identity (inode, size, mtime_ns) is unchanged.
+
+    An unchanged file costs one ``stat``. A file that fails to parse is answered
+    from its last good copy, when there is one, and the failure is logged once per
+    file version. A file modified within the last ``SETTLING_SECONDS`` is retried a
+    few times first, because the writer may be halfway through rewriting it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._lock = threading.Lock()
+
+    def load(self, path: str, parse: Callable[[str], Any], kind: str = "") -> Any:
+        """Return ``parse(path)``, cached; raise FileNotFoundError or UnreadableFile."""
+        key = (kind, path)
+        ident = stat_identity(path)
+        if ident is None:
+            with self._lock:
+                self._entries.pop(key, None)
+            raise FileNotFoundError(path)
+
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry.identity == ident:
+            return self._answer(path, entry)
+
+        return self._parse_new_version(key, path, parse, ident, entry)
+
+    def forget(self, prefix: str) -> None:
+        """Drop every entry under a folder, e.g. after the folder was deleted."""
+        with self._lock:
+            for key in [k for k in self._entries if k[1].startswith(prefix)]:
+                del self._entries[key]
+
+    def _parse_new_version(self, key, path, parse, ident, previous) -> Any:
+        error = None
+        for attempt in range(RETRIES + 1):
+            try:
+                value = parse(path)
+            except (ParseError, OSError) as exc:
+                error = str(exc) or type(exc).__name__
+            else:
+                entry = _Entry(ident, value, None, ident, value)
+                with self._lock:
+                    self._entries[key] = entry
+                return value
+            if attempt == RETRIES or not _is_settling(ident):
+                break
+            time.sleep(RETRY_DELAY)
+            ident = stat_identity(path) or ident
+
+        entry = _Entry(ident, None, error)
+        if previous is not None and previous.good_identity is not None:
+            entry.good_identity = previous.good_identity
+            entry.good_value = previous.good_value
+        with self._lock:
+            self._entries[key] = entry
+        if entry.good_identity is not None:
+            log.warning("Cannot parse %s (%s); serving its last good copy", path, error)
+        else:
+            log.warning("Cannot parse %s (%s); it has no earlier good copy", path, error)
+        return self._answer(path, entry)
+
+    @staticmethod
+    def _answer(path: str, entry: _Entry) -> Any:
+        if entry.error is None:
+            return entry.value
+        if entry.good_identity is not None:
+            return entry.good_value
+        raise UnreadableFile(path, entry.error)
+
+
+def _is_settling(ident: Identity) -> bool:
+    return time.time() - ident.mtime_ns / 1e9 < SETTLING_SECONDS

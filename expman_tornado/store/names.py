@@ -1,0 +1,59 @@
+"""Rules for names and relative paths that come from a request.
+
+A name in a URL is one path segment. A relative path is a list of such
+segments. Anything that could step outside the folder it names is rejected
+here, before the filesystem is touched.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Folders inside an experiment that are never runs.
+IGNORED_RUN_NAMES = frozenset({"artifacts", "__pycache__"})
+
+
+class InvalidName(ValueError):
+    """A name or path from a request that can never name an entry of the store."""
+
+
+def check_name(name: str, what: str) -> str:
+    """Return ``name`` if it is a valid single path segment; raise InvalidName."""
+    if not name:
+        raise InvalidName("%s name is empty" % what)
+    if name in (".", ".."):
+        raise InvalidName("%s name %r is not allowed" % (what, name))
+    for char in ("/", "\\", "\x00"):
+        if char in name:
+            raise InvalidName("%s name %r contains %r" % (what, name, char))
+    return name
+
+
+def split_relative_path(path: str) -> list[str]:
+    """Split a relative file path into checked segments; raise InvalidName."""
+    if not path:
+        raise InvalidName("file path is empty")
+    if path.startswith("/") or "\\" in path or "\x00" in path:
+        raise InvalidName("file path %r must be relative, without backslashes" % path)
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidName("file path %r contains an empty, '.' or '..' segment" % path)
+    return parts
+
+
+def is_experiment_name(name: str) -> bool:
+    """Whether a folder in the store root may be an experiment (hidden ones are not)."""
+    return not name.startswith(".")
+
+
+def is_run_name(name: str) -> bool:
+    """Whether a folder in an experiment may be a run."""
+    return not name.startswith(".") and name not in IGNORED_RUN_NAMES
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether ``path``, with symlinks resolved, lies inside ``folder`` (also resolved)."""
+    real_path = os.path.realpath(path)
+    real_folder = os.path.realpath(folder)
+    return real_path == real_folder or real_path.startswith(real_folder.rstrip(os.sep) + os.sep)

@@ -1,0 +1,133 @@
+"""Safe YAML reading for run.yaml, config.yaml and experiment.yaml."""
+
+from __future__ import annotations
+
+import ast
+import math
+from typing import Any
+
+import yaml
+
+from .files import ParseError
+
+#: Files larger than this are not parsed (reported like a malformed file).
+MAX_YAML_BYTES = 1 << 20
+
+#: Upper bound on the nodes a document may expand to, aliases counted each time
+#: they are used, so an alias bomb of a few bytes cannot exhaust the server.
+MAX_EXPANDED_NODES = 200_000
+
+#: Longest string that is tried as a Python literal (a nested param).
+MAX_LITERAL_CHARS = 100_000
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StoreLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """A safe loader that keeps timestamps as the strings the writer wrote."""
+
+
+_StoreLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml_file(path: str) -> Any:
+    """Parse one YAML file; raise ParseError for anything that is not whole, safe YAML."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_YAML_BYTES + 1)
+    if len(data) > MAX_YAML_BYTES:
+        raise ParseError("larger than %d bytes, not parsed" % MAX_YAML_BYTES)
+    if not data.strip():
+        raise ParseError("empty file")
+    try:
+        text = data.decode("utf-8")
+        value = yaml.load(text, Loader=_StoreLoader)  # noqa: S506 (a safe loader)
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ParseError(_first_line(exc)) from None
+    _check_expanded_size(value)
+    return value
+
+
+def parse_yaml_mapping(path: str) -> dict:
+    value = parse_yaml_file(path)
+    if not isinstance(value, dict):
+        raise ParseError("expected a mapping at the top level, found %s" % type(value).__name__)
+    return value
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _check_expanded_size(value: Any) -> None:
+    budget = MAX_EXPANDED_NODES
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ParseError("expands to more than %d nodes (YAML aliases)" % MAX_EXPANDED_NODES)
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def read_back_literals(value: Any) -> Any:
+    """Turn strings that hold a Python dict or list literal back into that structure.
+
+    expman-rs 1.3 stores a nested param as its Python ``repr``, e.g.
+    ``"{'name': 'adamw', 'wd': 0.01}"``. Only ``ast.literal_eval`` reads it, never
+    ``eval``; a string that is not a dict or list literal stays a string.
+    """
+    if isinstance(value, dict):
+        return {key: read_back_literals(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [read_back_literals(item) for item in value]
+    if isinstance(value, str) and value[:1] in ("{", "[") and len(value) <= MAX_LITERAL_CHARS:
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return value
+        if isinstance(parsed, (dict, list)):
+            return read_back_literals(_jsonable(parsed))
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Make a literal's keys strings and its tuples and sets lists."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (bytes, complex)):
+        return repr(value)
+    return value
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    """Flatten nested mappings into one level, joining keys with ``.``."""
+    flat: dict = {}
+    for key, value in mapping.items():
+        name = "%s.%s" % (prefix, key) if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def clean_for_json(value: Any) -> Any:
+    """Give YAML values JSON-safe keys; dates and other scalars become strings."""
+    if isinstance(value, dict):
+        return {str(key): clean_for_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clean_for_json(item) for item in value]
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)
