@@ -14,6 +14,7 @@ import pyarrow as pa
 from . import tables
 from .files import FileCache, Identity, UnreadableFile, identity_of
 from .metadata import experiment_fields, parse_instant, run_fields
+from .runtable import RunTable
 from .names import (
     InvalidName,
     check_name,
@@ -54,8 +55,7 @@ class Store:
         self.root = os.path.realpath(root)
         self.stale_after = stale_after
         self.files = FileCache()
-        self._segments: dict[str, tables.SegmentReader] = {}
-        self._tables: dict[tuple[str, str], tuple[Any, pa.Table]] = {}
+        self._tables: dict[tuple[str, str], RunTable] = {}
         self._tails: dict[str, tuple[Any, dict]] = {}
         self._lock = threading.Lock()
 
@@ -202,47 +202,11 @@ class Store:
         return self._table(self.run_dir(experiment, run), kind)
 
     def _table(self, folder: str, kind: str) -> pa.Table:
-        parquet_path, segment_paths = tables.metric_files(folder, kind)
-        segments = tables.stat_identities(segment_paths)
-        parquet_identity = None
-        if parquet_path is not None:
-            try:
-                parquet_identity = identity_of(os.stat(parquet_path))
-            except FileNotFoundError:
-                parquet_path = None
-        key = (parquet_identity, tuple(segments))
-
-        cached = self._tables.get((folder, kind))
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        table = self._read_table(parquet_path, parquet_identity, segments)
         with self._lock:
-            self._tables[(folder, kind)] = (key, table)
-        return table
-
-    def _read_table(self, parquet_path, parquet_identity, segments) -> pa.Table:
-        parquet = None
-        if parquet_path is not None:
-            try:
-                parquet = self.files.load(parquet_path, tables.read_parquet, "parquet")
-            except FileNotFoundError:
-                parquet_identity = None
-            except UnreadableFile:
-                if not segments:
-                    raise
-                # A parquet file being written at close: the segments still hold its rows.
-                parquet_identity = None
-        segment_tables = [(ident, self._segment_table(path)) for path, ident in segments]
-        segment_tables = [(ident, t) for ident, t in segment_tables if t.num_columns]
-        return tables.combine(parquet, parquet_identity, segment_tables)
-
-    def _segment_table(self, path: str) -> pa.Table:
-        with self._lock:
-            reader = self._segments.get(path)
-            if reader is None:
-                reader = self._segments[path] = tables.SegmentReader(path)
-        table, _ = reader.read()
-        return tables.normalize(table) if table.num_columns else table
+            run_table = self._tables.get((folder, kind))
+            if run_table is None:
+                run_table = self._tables[(folder, kind)] = RunTable(folder, kind, self.files)
+        return run_table.read()
 
     def _tails_of(self, run_folder: str) -> dict:
         """Return the last non-null value of each metric column (NaN counts, as null)."""

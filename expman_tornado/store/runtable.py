@@ -1,0 +1,123 @@
+"""One run's metric table, kept up to date as its files change."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import tables
+from .files import FileCache, Identity, UnreadableFile, identity_of
+
+
+class RunTable:
+    """All rows of one kind of table (``vectors``, ``system``, …) of one run folder.
+
+    :meth:`read` stats the files and returns the cached table while none
+    changed. When the only change is rows appended to the live segments, with
+    steps after every step seen so far (the usual case while a run trains), it
+    decodes only the new bytes and appends them, so an update costs the same at
+    step 1,000 and at step 1,000,000. Any other change (a new or rewritten
+    parquet file, a step logged again, a replaced segment) rebuilds the table
+    with :func:`tables.combine`.
+    """
+
+    def __init__(self, folder: str, kind: str, files: FileCache):
+        self.folder = folder
+        self.kind = kind
+        self._files = files
+        self._lock = threading.Lock()
+        self._readers: dict[str, tables.SegmentReader] = {}
+        self._key: tuple | None = None
+        self._table: pa.Table | None = None
+        self._max_step: int | None = None
+
+    def read(self) -> pa.Table:
+        """Return every row; raise UnreadableFile when no good copy can be had."""
+        parquet_path, segment_paths = tables.metric_files(self.folder, self.kind)
+        segments = tables.stat_identities(segment_paths)
+        parquet_identity = _identity_or_none(parquet_path)
+        key = (parquet_identity, tuple(segments))
+
+        with self._lock:
+            if key == self._key and self._table is not None:
+                return self._table
+            table = None
+            if self._table is not None and self._only_appended(key):
+                table = self._append(segments)
+            if table is None:
+                table = self._rebuild(parquet_path, parquet_identity, segments)
+            self._key = key
+            self._table = table
+            self._readers = {p: r for p, r in self._readers.items() if p in dict(segments)}
+            return table
+
+    def _only_appended(self, key: tuple) -> bool:
+        """Whether the change since the last read is only bytes added to segments."""
+        old_parquet, old_segments = self._key  # type: ignore[misc]
+        new_parquet, new_segments = key
+        if old_parquet != new_parquet or len(new_segments) < len(old_segments):
+            return False
+        for (old_path, old), (new_path, new) in zip(old_segments, new_segments):
+            if old_path != new_path or old.inode != new.inode or new.size < old.size:
+                return False
+        if new_parquet is not None and any(i.mtime_ns <= new_parquet.mtime_ns for _, i in new_segments):
+            return False
+        return True
+
+    def _append(self, segments: list[tuple[str, Identity]]) -> pa.Table | None:
+        new_tables = []
+        for path, _ in segments:
+            _, batches = self._reader(path).read()
+            if batches:
+                new_tables.append(tables.normalize(pa.Table.from_batches(batches)))
+        if not new_tables:
+            return self._table
+        new_rows = tables.concat(new_tables)
+        steps = new_rows.column(tables.STEP).drop_null()
+        if len(steps):
+            if self._max_step is not None and pc.min(steps).as_py() <= self._max_step:
+                return None
+            if pc.count_distinct(steps).as_py() != len(steps):
+                return None
+            self._max_step = pc.max(steps).as_py()
+        return tables.concat([self._table, new_rows])
+
+    def _rebuild(self, parquet_path, parquet_identity, segments) -> pa.Table:
+        parquet = None
+        if parquet_path is not None and parquet_identity is not None:
+            try:
+                parquet = self._files.load(parquet_path, tables.read_parquet, "parquet")
+            except FileNotFoundError:
+                parquet_identity = None
+            except UnreadableFile:
+                if not segments:
+                    raise
+                # A parquet file still being written at close: the segments hold its rows.
+                parquet_identity = None
+        segment_tables = []
+        for path, ident in segments:
+            table, _ = self._reader(path).read()
+            if table.num_columns:
+                segment_tables.append((ident, tables.normalize(table)))
+        table = tables.combine(parquet, parquet_identity, segment_tables)
+        steps = table.column(tables.STEP).drop_null()
+        self._max_step = pc.max(steps).as_py() if len(steps) else None
+        return table
+
+    def _reader(self, path: str) -> tables.SegmentReader:
+        reader = self._readers.get(path)
+        if reader is None:
+            reader = self._readers[path] = tables.SegmentReader(path)
+        return reader
+
+
+def _identity_or_none(path: str | None) -> Identity | None:
+    if path is None:
+        return None
+    try:
+        return identity_of(os.stat(path))
+    except FileNotFoundError:
+        return None
