@@ -15,12 +15,13 @@ import tornado.web
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 
 from . import __version__
 from .handlers.base import ServerContext
 from .handlers.urls import url_path_join
-from .registry import HandlerRegistry, default_registry
+from .live import LiveHub
+from .registry import HandlerRegistry, RegistryError, default_registry
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ aliases = {
     "store": "ExpmanTornado.store",
     "stale-after": "ExpmanTornado.stale_after",
     "disable": "ExpmanTornado.disabled_handler_groups",
+    "watcher": "ExpmanTornado.watcher",
+    "poll-interval": "ExpmanTornado.poll_interval",
     "extra-handlers": "ExpmanTornado.extra_handlers",
 }
 
@@ -110,6 +113,23 @@ class ExpmanTornado(JupyterApp):
         config=True
     )
 
+    watcher = Enum(
+        ["auto", "inotify", "poll"],
+        "auto",
+        help="How live updates learn of changes: 'inotify' (kernel events, Linux), 'poll' "
+        "(stat passes every poll_interval seconds, for network filesystems), or 'auto' "
+        "(inotify, else poll).",
+    ).tag(config=True)
+
+    poll_interval = Float(
+        1.0, help="Seconds between two stat passes of the polling watcher."
+    ).tag(config=True)
+
+    heartbeat_interval = Float(
+        15.0, help="Seconds of silence after which a live stream sends a comment line, so "
+        "proxies keep it open."
+    ).tag(config=True)
+
     worker_threads = Integer(
         4, help="Threads that read files off the IOLoop, so one large read never stalls other requests."
     ).tag(config=True)
@@ -134,6 +154,7 @@ class ExpmanTornado(JupyterApp):
             self.exit(2)
         if positional:
             self.store = positional
+        self._check_handler_groups()
 
         if self.demo:
             from .demo import start_demo
@@ -151,6 +172,23 @@ class ExpmanTornado(JupyterApp):
             self.log.error("Store folder %s does not exist or is not a folder.", self.store)
             self.exit(2)
 
+    @property
+    def config_file_paths(self) -> list[str]:
+        """Return the folders searched for config files, highest priority first.
+
+        The current folder comes first, then Jupyter's config folders
+        (``jupyter --paths``), so ``./expman_tornado_config.py`` wins.
+        """
+        return [os.getcwd(), *super().config_file_paths]
+
+    def _check_handler_groups(self) -> None:
+        """Exit with the registry's message when a handler group cannot be loaded."""
+        try:
+            self.make_registry().routes(self.base_url, self.disabled_handler_groups)
+        except RegistryError as exc:
+            self.log.error("Cannot start: %s", exc)
+            self.exit(2)
+
     def make_context(self) -> ServerContext:
         """Return what the handlers share: the store, the settings, the thread pool."""
         return ServerContext(
@@ -159,8 +197,14 @@ class ExpmanTornado(JupyterApp):
             mode="standalone",
             version=__version__,
             executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="expman-read"),
-            extra={"frontend_dir": self.frontend_dir, "watcher": None, "live": False},
+            extra={"frontend_dir": self.frontend_dir, "heartbeat_interval": self.heartbeat_interval},
         )
+
+    def make_hub(self, context: ServerContext) -> LiveHub:
+        """Create the live hub of a context (started later, on the IOLoop that serves it)."""
+        hub = LiveHub(context.store, self.watcher, self.poll_interval, context.executor, context.base_url)
+        context.extra["hub"] = hub
+        return hub
 
     def make_registry(self) -> HandlerRegistry:
         return default_registry(self.extra_handlers)
@@ -192,9 +236,13 @@ class ExpmanTornado(JupyterApp):
         experiments, runs = context.store.counts()
         log.info("Serving store %s (%d experiments, %d runs)", context.store.root, experiments, runs)
         log.info("Dashboard and API at %s", url)
-        log.info("Live updates are not available yet; pages show the store as it was when loaded")
-
         loop = IOLoop.current()
+        hub = None
+        if "live" not in self.disabled_handler_groups:
+            hub = self.make_hub(context)
+            loop.run_sync(hub.start)
+        else:
+            log.info("Live updates are off: the 'live' handler group is disabled")
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: loop.add_callback_from_signal(loop.stop))
         if self.open_browser:
@@ -204,6 +252,8 @@ class ExpmanTornado(JupyterApp):
         finally:
             log.info("Stopping the server")
             server.stop()
+            if hub is not None:
+                hub.stop()
             context.executor.shutdown(wait=False, cancel_futures=True)
 
 

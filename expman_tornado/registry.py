@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, Iterable
+
+from tornado.web import RequestHandler
 
 from .handlers.base import ApiNotFoundHandler
 from .handlers.routes import API_FALLBACK
@@ -27,6 +29,7 @@ ENTRY_POINT_GROUP = "expman_tornado.handlers"
 BUILTIN_GROUPS: dict[str, str] = {
     "core": "expman_tornado.handlers.core:default_handlers",
     "artifacts": "expman_tornado.handlers.artifacts:default_handlers",
+    "live": "expman_tornado.handlers.live:default_handlers",
     "frontend": "expman_tornado.handlers.frontend:default_handlers",
 }
 
@@ -34,46 +37,83 @@ Route = tuple
 
 
 class RegistryError(ValueError):
-    """An extra handler group that cannot be loaded or is not a list of routes."""
+    """A handler group that cannot be loaded or is not a list of routes; the message names it."""
 
 
-def load_object(spec: str) -> Any:
-    """Import ``"package.module:attribute"`` (or ``package.module.attribute``)."""
+def load_object(spec: str, group: str | None = None) -> Any:
+    """Import ``"package.module:attribute"`` (or ``package.module.attribute``).
+
+    ``group`` is the name of the handler group that ``spec`` belongs to, for the
+    error message; it defaults to ``spec`` itself.
+    """
+    group = spec if group is None else group
     module_name, _, attribute = spec.partition(":")
     if not attribute:
         module_name, _, attribute = spec.rpartition(".")
     if not module_name or not attribute:
-        raise RegistryError("handler group %r is not an import string like 'package.module:routes'" % spec)
+        raise RegistryError("handler group %r: %r is not an import string like "
+                            "'package.module:routes'" % (group, spec))
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RegistryError("cannot import handler group %r: %s" % (spec, exc)) from exc
+    except Exception as exc:  # The module is third-party code: any error can come out of it.
+        raise RegistryError("handler group %r: cannot import module %r: %s: %s"
+                            % (group, module_name, type(exc).__name__, exc)) from exc
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise RegistryError("module %r has no attribute %r" % (module_name, attribute)) from None
+        raise RegistryError("handler group %r: module %r has no attribute %r"
+                            % (group, module_name, attribute)) from None
 
 
 def resolve_routes(source: Any, name: str) -> list[Route]:
-    """Return the routes of a group given as a list or a callable returning one."""
-    routes = source() if callable(source) else source
-    if not isinstance(routes, (list, tuple)):
-        raise RegistryError("handler group %r is not a list of routes" % name)
-    for route in routes:
-        if not (isinstance(route, tuple) and 2 <= len(route) <= 3 and isinstance(route[0], str)):
-            raise RegistryError("handler group %r has a malformed route %r; expected "
-                                "(pattern, handler_class[, kwargs])" % (name, route))
-    return list(routes)
+    """Return the routes of a group given as a list or a callable returning one.
+
+    Raise :class:`RegistryError`, naming the group, when the callable fails or
+    the result is not a list of ``(pattern, handler_class[, kwargs])`` tuples.
+    """
+    if callable(source):
+        try:
+            source = source()
+        except Exception as exc:  # Third-party code, as in load_object.
+            raise RegistryError("handler group %r: calling %r failed: %s: %s"
+                                % (name, source, type(exc).__name__, exc)) from exc
+    if not isinstance(source, (list, tuple)):
+        raise RegistryError("handler group %r is a %s, not a list of routes"
+                            % (name, type(source).__name__))
+    for route in source:
+        _check_route(route, name)
+    return list(source)
+
+
+def _check_route(route: Any, name: str) -> None:
+    if not (isinstance(route, tuple) and 2 <= len(route) <= 3 and isinstance(route[0], str)):
+        raise RegistryError("handler group %r has a malformed route %r; each route is a tuple "
+                            "(pattern, handler_class[, kwargs])" % (name, route))
+    handler = route[1]
+    if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
+        raise RegistryError("handler group %r: the handler of route %r is %r, not a subclass of "
+                            "tornado.web.RequestHandler" % (name, route[0], handler))
+    if len(route) == 3 and not isinstance(route[2], dict):
+        raise RegistryError("handler group %r: the kwargs of route %r are a %s, not a dict"
+                            % (name, route[0], type(route[2]).__name__))
 
 
 class HandlerRegistry:
     """Named route groups; :meth:`routes` joins the enabled ones under a base URL."""
 
     def __init__(self) -> None:
-        self._groups: dict[str, Callable[[], Any] | list | str] = {}
+        self._groups: dict[str, Any] = {}
 
     def add(self, name: str, source: Any) -> None:
-        """Register a group from a route list, a callable or an import string."""
+        """Register a group from a route list, a callable, an import string or an entry point.
+
+        The source is loaded and checked only by :meth:`routes`. A name that is
+        already registered raises :class:`RegistryError`, so that an extra group
+        cannot replace a built-in one by accident.
+        """
+        if name in self._groups:
+            raise RegistryError("handler group %r is registered twice; give each group its own "
+                                "name" % name)
         self._groups[name] = source
 
     @property
@@ -83,10 +123,13 @@ class HandlerRegistry:
     def add_entry_points(self) -> None:
         """Register the groups published under the ``expman_tornado.handlers`` entry points."""
         for point in entry_points(group=ENTRY_POINT_GROUP):
-            self.add(point.name, point.value)
+            self.add(point.name, point)
 
     def routes(self, base_url: str, disabled: Iterable[str] = ()) -> list[Route]:
-        """Return every enabled group's routes under ``base_url``, the API's 404 included."""
+        """Return every enabled group's routes under ``base_url``, the API's 404 included.
+
+        Raise :class:`RegistryError` when an enabled group cannot be loaded.
+        """
         disabled = set(disabled)
         unknown = disabled - set(self._groups)
         if unknown:
@@ -109,8 +152,19 @@ class HandlerRegistry:
     def _load(self, name: str) -> list[Route]:
         source = self._groups[name]
         if isinstance(source, str):
-            source = load_object(source)
+            source = load_object(source, name)
+        elif isinstance(source, EntryPoint):
+            source = _load_entry_point(source)
         return resolve_routes(source, name)
+
+
+def _load_entry_point(point: EntryPoint) -> Any:
+    try:
+        return point.load()
+    except Exception as exc:  # Third-party code, as in load_object.
+        raise RegistryError("handler group %r (entry point %r in group %r): cannot load it: %s: %s"
+                            % (point.name, point.value, ENTRY_POINT_GROUP,
+                               type(exc).__name__, exc)) from exc
 
 
 def _prefixed(base_url: str, route: Route) -> Route:
@@ -124,11 +178,9 @@ def default_registry(extra: Iterable[str] = (), use_entry_points: bool = True) -
     """Return a registry with the built-in groups, entry points and ``extra`` import strings."""
     registry = HandlerRegistry()
     for name, spec in BUILTIN_GROUPS.items():
-        if name != "frontend":
-            registry.add(name, spec)
+        registry.add(name, spec)
     if use_entry_points:
         registry.add_entry_points()
     for spec in extra:
         registry.add(spec, spec)
-    registry.add("frontend", BUILTIN_GROUPS["frontend"])
     return registry

@@ -20,3 +20,5 @@ LOG = RUN + r"/logs/(?P<name>%s)" % SEGMENT
 STATS = r"/api/stats"
 SERVER = r"/api/server"
 API_FALLBACK = r"/api(?:/.*)?"
+RUN_LIVE = RUN + r"/live"
+STORE_LIVE = r"/api/live"

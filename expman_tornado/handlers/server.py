@@ -18,14 +18,15 @@ class ServerHandler(ApiHandler):
 
     def get(self) -> None:
         context = self.context
+        hub = context.extra.get("hub")
         self.write_json(
             {
                 "version": context.version,
                 "mode": context.mode,
-                "watcher": context.extra.get("watcher"),
+                "watcher": hub.watcher_name if hub is not None else None,
                 "read_only": context.read_only,
-                "live": context.extra.get("live", False),
-                "subscribers": context.extra.get("subscribers", 0),
+                "live": hub is not None and hub.watcher is not None,
+                "subscribers": hub.subscribers if hub is not None else 0,
                 "store": context.store.root,
             }
         )
