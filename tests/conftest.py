@@ -41,11 +41,15 @@ def expman_app(store_root, server_config) -> ExpmanTornado:
 
 
 @pytest.fixture
-def app(expman_app):
-    """The Tornado application that pytest-tornado's ``http_client`` talks to."""
+def app(expman_app, io_loop):
+    """The Tornado application that pytest-tornado's ``http_client`` talks to, live hub started."""
     context = expman_app.make_context()
     web_app = expman_app.make_web_app(context)
+    hub = expman_app.make_hub(context)
+    io_loop.run_sync(hub.start)
+    web_app.hub = hub
     yield web_app
+    hub.stop()
     assert isinstance(context.executor, ThreadPoolExecutor)
     context.executor.shutdown(wait=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Callable
 
 from tornado.ioloop import IOLoop, PeriodicCallback
@@ -56,7 +57,11 @@ class InotifyWatcher(Watcher):
         if not sys.platform.startswith("linux"):
             raise WatcherUnavailable("inotify exists only on Linux")
         try:
-            import pyinotify
+            with warnings.catch_warnings():
+                # pyinotify 0.9.6 imports asyncore, deprecated in Python 3.11 and
+                # brought back by the pyasyncore package from 3.12 on.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import pyinotify
         except ImportError as exc:
             raise WatcherUnavailable("pyinotify cannot be imported: %s" % exc) from None
 

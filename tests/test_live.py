@@ -1,0 +1,316 @@
+"""Live streams (SSE) while the real logger writes, once per watcher (inotify and polling)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+from .conftest import assert_api_error
+from .stores import new_run
+
+EXPERIMENT = "live-exp"
+
+#: Seconds any single event may take to arrive before a test fails.
+EVENT_TIMEOUT = 10.0
+
+
+@pytest.fixture(params=["inotify", "poll"], autouse=True)
+def watcher(request) -> str:
+    """Every test of this module runs once per watcher."""
+    return request.param
+
+
+@pytest.fixture
+def server_config(watcher) -> dict:
+    return {"watcher": watcher, "poll_interval": 0.1, "heartbeat_interval": 0.5}
+
+
+@pytest.fixture
+def store_root(tmp_path) -> str:
+    root = str(tmp_path / "store")
+    run = new_run(root, EXPERIMENT, "seed")
+    run.log_vector({"loss": 1.0}, step=0)
+    run.close()
+    return root
+
+
+class Writer:
+    """The real logger writing one run in a background thread, a step every ``pause`` seconds."""
+
+    def __init__(self, root: str, name: str, steps: int, pause: float = 0.002, start: int = 0):
+        self.run = new_run(root, EXPERIMENT, name, flush_interval_ms=50, flush_interval_rows=20)
+        self.steps = steps
+        self.pause = pause
+        self.start_step = start
+        self.go = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._write, daemon=True)
+        self.thread.start()
+
+    def _write(self) -> None:
+        self.go.wait(30)
+        for step in range(self.start_step, self.start_step + self.steps):
+            self.run.log_vector({"loss": 1.0 / (step + 1), "acc": step / 1000}, step=step)
+            if step % 100 == 0:
+                self.run.info("step %d" % step)
+            time.sleep(self.pause)
+        self.done.set()
+
+    def close(self) -> None:
+        self.go.set()
+        self.thread.join(30)
+        self.run.close()
+
+
+def live_url(base_url: str, run: str) -> str:
+    return "%s/api/experiments/%s/runs/%s/live" % (base_url.replace("localhost", "127.0.0.1"), EXPERIMENT, run)
+
+
+class EventReader:
+    """Reads a stream's events in a task, so waiting for one can time out safely.
+
+    Timing out ``aiter_sse().__anext__()`` directly cancels httpx's read in a way
+    that does not always end it; a queue between the two does.
+    """
+
+    def __init__(self, source):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = asyncio.ensure_future(self._read(source))
+
+    async def _read(self, source) -> None:
+        try:
+            async for event in source.aiter_sse():
+                # httpx-sse reports a heartbeat comment after an event with an id as
+                # an empty "message" event; browsers dispatch nothing for it.
+                if event.event == "message" and not event.data:
+                    continue
+                await self.queue.put(event)
+        except (httpx.HTTPError, asyncio.CancelledError):
+            pass
+        finally:
+            await self.queue.put(None)
+
+    async def next(self, timeout: float = EVENT_TIMEOUT):
+        """Return the next event; raise StopAsyncIteration once the stream has ended."""
+        event = await asyncio.wait_for(self.queue.get(), timeout)
+        if event is None:
+            self.queue.put_nowait(None)
+            raise StopAsyncIteration
+        return event
+
+
+@contextlib.asynccontextmanager
+async def stream(client: httpx.AsyncClient, url: str, headers: dict | None = None):
+    async with aconnect_sse(client, "GET", url, headers=headers or {}) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        reader = EventReader(source)
+        try:
+            yield reader
+        finally:
+            reader.task.cancel()
+
+
+async def next_event(events: EventReader, timeout: float = EVENT_TIMEOUT):
+    return await events.next(timeout)
+
+
+async def collect_steps(events, until_step: int, seen: list[int], ids: list[str]) -> None:
+    """Read MetricsUpdated events until ``until_step`` has arrived."""
+    while not seen or seen[-1] < until_step:
+        event = await next_event(events)
+        if event.event == "MetricsUpdated":
+            data = json.loads(event.data)
+            seen.extend(row["step"] for row in data["rows"])
+            assert data["last_step"] == data["rows"][-1]["step"]
+            ids.append(event.id)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_stream_every_step_once(http_server, base_url, store_root):
+    writer = Writer(store_root, "train", steps=600)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with stream(client, live_url(base_url, "train")) as events:
+                snapshot = await next_event(events)
+                assert snapshot.event == "Snapshot"
+                assert json.loads(snapshot.data)["status"] == "RUNNING"
+                writer.go.set()
+                seen: list[int] = []
+                await collect_steps(events, 599, seen, [])
+                writer.close()
+                status = None
+                while status is None:
+                    event = await next_event(events)
+                    if event.event == "StatusChanged":
+                        status = json.loads(event.data)
+                    elif event.event == "MetricsUpdated":
+                        seen.extend(row["step"] for row in json.loads(event.data)["rows"])
+    finally:
+        writer.close()
+    assert seen == list(range(600))
+    assert status["status"] == "FINISHED"
+    assert status["previous"] == "RUNNING"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_compaction_adds_no_rows(http_server, base_url, store_root):
+    writer = Writer(store_root, "compact", steps=200)
+    writer.go.set()
+    while not writer.done.is_set():
+        await asyncio.sleep(0.05)
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with stream(client, live_url(base_url, "compact") + "?since_step=-1") as events:
+            assert (await next_event(events)).event == "Snapshot"
+            seen: list[int] = []
+            await collect_steps(events, 199, seen, [])
+            writer.close()  # Segments become vectors.parquet now.
+            await asyncio.sleep(1.0)
+            rows = await client.get("%s/api/experiments/%s/runs/compact/metrics" % (
+                base_url.replace("localhost", "127.0.0.1"), EXPERIMENT))
+            late = []
+            try:
+                while True:
+                    event = await next_event(events, timeout=1.0)
+                    if event.event == "MetricsUpdated":
+                        late.extend(row["step"] for row in json.loads(event.data)["rows"])
+            except asyncio.TimeoutError:
+                pass
+    assert seen == list(range(200))
+    assert late == []
+    assert [row["step"] for row in rows.json()] == list(range(200))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_resume_with_last_event_id(http_server, base_url, store_root):
+    writer = Writer(store_root, "resume", steps=400, pause=0.005)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            seen: list[int] = []
+            ids: list[str] = []
+            async with stream(client, live_url(base_url, "resume")) as events:
+                assert (await next_event(events)).event == "Snapshot"
+                writer.go.set()
+                await collect_steps(events, 100, seen, ids)
+            # Disconnected: the writer goes on. Reconnect from the last id seen.
+            await asyncio.sleep(0.3)
+            headers = {"Last-Event-ID": ids[-1]}
+            async with stream(client, live_url(base_url, "resume"), headers) as events:
+                assert (await next_event(events)).event == "Snapshot"
+                await collect_steps(events, 399, seen, ids)
+    finally:
+        writer.close()
+    assert seen == list(range(400))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_since_step_starts_after_step(http_server, base_url, store_root):
+    writer = Writer(store_root, "since", steps=50)
+    writer.go.set()
+    writer.close()
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with stream(client, live_url(base_url, "since") + "?since_step=39") as events:
+            assert (await next_event(events)).event == "Snapshot"
+            rows = json.loads((await next_event(events)).data)["rows"]
+    assert [row["step"] for row in rows] == list(range(40, 50))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_log_lines_stream(http_server, base_url, store_root):
+    writer = Writer(store_root, "logs", steps=350, pause=0.003)
+    lines: list[str] = []
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with stream(client, live_url(base_url, "logs")) as events:
+                assert (await next_event(events)).event == "Snapshot"
+                writer.go.set()
+                while len(lines) < 4:
+                    event = await next_event(events)
+                    if event.event == "LogMessage":
+                        data = json.loads(event.data)
+                        assert data["file"] == "run.log"
+                        lines.extend(data["lines"])
+    finally:
+        writer.close()
+    assert [line.rsplit(" ", 1)[-1] for line in lines[:4]] == ["0", "100", "200", "300"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_disconnect_frees_subscription(http_server, base_url, store_root, app):
+    hub = app.hub
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(3):
+            async with stream(client, live_url(base_url, "seed")) as events:
+                assert (await next_event(events)).event == "Snapshot"
+                assert hub.subscribers == 1
+        deadline = time.monotonic() + 5
+        while hub.subscribers and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        server = (await client.get(base_url.replace("localhost", "127.0.0.1") + "/api/server")).json()
+    assert hub.subscribers == 0
+    assert server["subscribers"] == 0
+    assert hub._channels == {}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_heartbeat_comment_arrives(http_server, base_url, store_root):
+    url = live_url(base_url, "seed")
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with client.stream("GET", url) as response:
+            text = b""
+            async for chunk in response.aiter_bytes():
+                text += chunk
+                if b": heartbeat" in text:
+                    break
+    assert text.startswith(b"event: Snapshot")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_store_stream_new_run(http_server, base_url, store_root, server_config):
+    url = base_url.replace("localhost", "127.0.0.1") + "/api/live"
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with stream(client, url) as events:
+            await asyncio.sleep(0.3)  # Let the polling watcher take its first snapshot.
+            run = new_run(store_root, "other-exp", "fresh")
+            run.log_vector({"loss": 1.0}, step=0)
+            names = set()
+            while not {"ExperimentCreated", "RunCreated"} <= names:
+                event = await next_event(events)
+                names.add(event.event)
+                if event.event == "RunCreated":
+                    assert json.loads(event.data) == {"experiment": "other-exp", "run": "fresh"}
+            run.close()
+            while "StatusChanged" not in names:
+                event = await next_event(events)
+                names.add(event.event)
+            assert json.loads(event.data)["status"] == "FINISHED"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_deleted_run_ends_stream(http_server, base_url, store_root):
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with stream(client, live_url(base_url, "seed")) as events:
+            assert (await next_event(events)).event == "Snapshot"
+            shutil.rmtree(os.path.join(store_root, EXPERIMENT, "seed"))
+            names = []
+            try:
+                while True:
+                    names.append((await next_event(events)).event)
+            except StopAsyncIteration:
+                pass
+    assert names[-1] == "RunDeleted"
+
+
+@pytest.mark.gen_test
+async def test_unknown_run_is_json_404(http_client, base_url):
+    response = await http_client.fetch(live_url(base_url, "nope"), raise_error=False)
+    assert_api_error(response, 404)
