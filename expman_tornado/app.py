@@ -20,11 +20,17 @@ from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, valida
 from . import __version__
 from .handlers.base import ServerContext
 from .handlers.urls import url_path_join
+from .jupyter.servers import ChildJupyterServer
 from .live import LiveHub
 from .registry import HandlerRegistry, RegistryError, default_registry
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+#: Largest request body Tornado reads into memory. API handlers answer 413 for
+#: bodies over their own, smaller limit; past this one Tornado closes the
+#: connection with a bare 400.
+MAX_BUFFERED_BODY = 1 << 20
 
 aliases = {
     **base_aliases,
@@ -130,6 +136,10 @@ class ExpmanTornado(JupyterApp):
         "proxies keep it open."
     ).tag(config=True)
 
+    jupyter_startup_timeout = Float(
+        30.0, help="Seconds to wait for the Jupyter server started for notebooks to answer."
+    ).tag(config=True)
+
     worker_threads = Integer(
         4, help="Threads that read files off the IOLoop, so one large read never stalls other requests."
     ).tag(config=True)
@@ -184,21 +194,32 @@ class ExpmanTornado(JupyterApp):
     def _check_handler_groups(self) -> None:
         """Exit with the registry's message when a handler group cannot be loaded."""
         try:
-            self.make_registry().routes(self.base_url, self.disabled_handler_groups)
+            self.make_registry().check(self.disabled_handler_groups)
         except RegistryError as exc:
             self.log.error("Cannot start: %s", exc)
             self.exit(2)
 
-    def make_context(self) -> ServerContext:
-        """Return what the handlers share: the store, the settings, the thread pool."""
+    def make_context(self, mode: str = "standalone", base_url: str | None = None,
+                     store: str | None = None) -> ServerContext:
+        """Return what the handlers share: the store, the settings, the thread pool.
+
+        The Jupyter server extension calls it too, with its own mode, base URL
+        and default store.
+        """
         return ServerContext(
-            store=Store(self.store, stale_after=self.stale_after),
-            base_url=self.base_url,
-            mode="standalone",
+            store=Store(store or self.store, stale_after=self.stale_after),
+            base_url=base_url or self.base_url,
+            mode=mode,
             version=__version__,
             executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="expman-read"),
             extra={"frontend_dir": self.frontend_dir, "heartbeat_interval": self.heartbeat_interval},
         )
+
+    def make_notebook_server(self, context: ServerContext) -> ChildJupyterServer:
+        """Create the on-demand Jupyter child that opens spawned notebooks (standalone mode)."""
+        notebooks = ChildJupyterServer(context.store.root, self.jupyter_startup_timeout)
+        context.extra["notebooks"] = notebooks
+        return notebooks
 
     def make_hub(self, context: ServerContext) -> LiveHub:
         """Create the live hub of a context (started later, on the IOLoop that serves it)."""
@@ -212,6 +233,8 @@ class ExpmanTornado(JupyterApp):
     def make_web_app(self, context: ServerContext | None = None) -> tornado.web.Application:
         """Build the Tornado application, with every enabled handler group."""
         context = context or self.make_context()
+        if "notebooks" not in context.extra:
+            self.make_notebook_server(context)
         routes = self.make_registry().routes(self.base_url, self.disabled_handler_groups)
         if self.base_url != "/":
             routes.append((self.base_url.rstrip("/"), tornado.web.RedirectHandler, {"url": self.base_url}))
@@ -227,7 +250,7 @@ class ExpmanTornado(JupyterApp):
         super().start()
         context = self.make_context()
         web_app = self.make_web_app(context)
-        server = HTTPServer(web_app, max_body_size=64 * 1024, xheaders=False)
+        server = HTTPServer(web_app, max_body_size=MAX_BUFFERED_BODY, xheaders=False)
         sockets = tornado.netutil.bind_sockets(self.port, self.ip)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
@@ -254,6 +277,7 @@ class ExpmanTornado(JupyterApp):
             server.stop()
             if hub is not None:
                 hub.stop()
+            context.extra["notebooks"].terminate_now()
             context.executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -30,6 +30,7 @@ BUILTIN_GROUPS: dict[str, str] = {
     "core": "expman_tornado.handlers.core:default_handlers",
     "artifacts": "expman_tornado.handlers.artifacts:default_handlers",
     "live": "expman_tornado.handlers.live:default_handlers",
+    "jupyter": "expman_tornado.handlers.jupyter:default_handlers",
     "frontend": "expman_tornado.handlers.frontend:default_handlers",
 }
 
@@ -37,14 +38,13 @@ Route = tuple
 
 
 class RegistryError(ValueError):
-    """A handler group that cannot be loaded or is not a list of routes; the message names it."""
+    """A handler group that cannot be loaded or is not a list of routes."""
 
 
 def load_object(spec: str, group: str | None = None) -> Any:
     """Import ``"package.module:attribute"`` (or ``package.module.attribute``).
 
-    ``group`` is the name of the handler group that ``spec`` belongs to, for the
-    error message; it defaults to ``spec`` itself.
+    ``group`` names the handler group in error messages and defaults to ``spec``.
     """
     group = spec if group is None else group
     module_name, _, attribute = spec.partition(":")
@@ -55,8 +55,8 @@ def load_object(spec: str, group: str | None = None) -> Any:
                             "'package.module:routes'" % (group, spec))
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # The module is third-party code: any error can come out of it.
-        raise RegistryError("handler group %r: cannot import module %r: %s: %s"
+    except Exception as exc:  # Third-party code can raise any exception on import.
+        raise RegistryError("handler group %r: importing module %r failed: %s: %s"
                             % (group, module_name, type(exc).__name__, exc)) from exc
     try:
         return getattr(module, attribute)
@@ -87,8 +87,8 @@ def resolve_routes(source: Any, name: str) -> list[Route]:
 
 def _check_route(route: Any, name: str) -> None:
     if not (isinstance(route, tuple) and 2 <= len(route) <= 3 and isinstance(route[0], str)):
-        raise RegistryError("handler group %r has a malformed route %r; each route is a tuple "
-                            "(pattern, handler_class[, kwargs])" % (name, route))
+        raise RegistryError("handler group %r has a malformed route %r. Each route is a tuple "
+                            "(pattern, handler_class[, kwargs])." % (name, route))
     handler = route[1]
     if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
         raise RegistryError("handler group %r: the handler of route %r is %r, not a subclass of "
@@ -112,8 +112,8 @@ class HandlerRegistry:
         cannot replace a built-in one by accident.
         """
         if name in self._groups:
-            raise RegistryError("handler group %r is registered twice; give each group its own "
-                                "name" % name)
+            raise RegistryError("handler group %r is registered twice. Give each group its own "
+                                "name." % name)
         self._groups[name] = source
 
     @property
@@ -124,6 +124,17 @@ class HandlerRegistry:
         """Register the groups published under the ``expman_tornado.handlers`` entry points."""
         for point in entry_points(group=ENTRY_POINT_GROUP):
             self.add(point.name, point)
+
+    def check(self, disabled: Iterable[str] = ()) -> None:
+        """Load every enabled group once, so that a broken one fails before the server starts.
+
+        Raise :class:`RegistryError`, naming the group, for the first group that
+        cannot be loaded.
+        """
+        disabled = set(disabled)
+        for name in self._groups:
+            if name not in disabled:
+                self._load(name)
 
     def routes(self, base_url: str, disabled: Iterable[str] = ()) -> list[Route]:
         """Return every enabled group's routes under ``base_url``, the API's 404 included.
@@ -162,9 +173,9 @@ def _load_entry_point(point: EntryPoint) -> Any:
     try:
         return point.load()
     except Exception as exc:  # Third-party code, as in load_object.
-        raise RegistryError("handler group %r (entry point %r in group %r): cannot load it: %s: %s"
-                            % (point.name, point.value, ENTRY_POINT_GROUP,
-                               type(exc).__name__, exc)) from exc
+        raise RegistryError("handler group %r (entry point %r in group %r): loading it failed: "
+                            "%s: %s" % (point.name, point.value, ENTRY_POINT_GROUP,
+                                        type(exc).__name__, exc)) from exc
 
 
 def _prefixed(base_url: str, route: Route) -> Route:

@@ -21,6 +21,9 @@ T = TypeVar("T")
 
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
 
+#: Largest request body the API accepts, in bytes.
+MAX_BODY_BYTES = 64 * 1024
+
 #: Seconds a client is told to wait before asking again for a file still being written.
 RETRY_AFTER_SECONDS = 1
 
@@ -50,8 +53,22 @@ class ApiHandler(RequestHandler):
         return self.context.store
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
+
+    def prepare(self) -> None:
+        if len(self.request.body or b"") > MAX_BODY_BYTES:
+            raise ApiError(413, "request body is %d bytes; the limit is %d"
+                           % (len(self.request.body), MAX_BODY_BYTES))
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        """Log unexpected errors with their traceback; an ApiError is in the access log already."""
+        if isinstance(value, HTTPError):
+            log.debug("%d %s %s: %s", value.status_code, self.request.method, self.request.uri,
+                      value.log_message)
+            return
+        super().log_exception(typ, value, tb)
 
     def compute_etag(self) -> str | None:
         return None  # Hashing every reply costs more than it saves for large metric bodies.

@@ -1,0 +1,1 @@
+"""Jupyter: the server extension, and notebooks opened on runs."""

@@ -1,0 +1,3 @@
+"""A handler group module that cannot be imported."""
+
+raise RuntimeError("this module fails on import")
