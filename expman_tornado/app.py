@@ -22,7 +22,7 @@ from .handlers.base import ServerContext
 from .handlers.urls import url_path_join
 from .jupyter.servers import ChildJupyterServer
 from .live import LiveHub
-from .registry import HandlerRegistry, RegistryError, default_registry
+from .registry import BUILTIN_GROUPS, HandlerRegistry, RegistryError, default_registry
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,8 @@ class ExpmanTornado(JupyterApp):
 
     disabled_handler_groups = List(
         Unicode(),
-        help="Handler groups to switch off, by name: core, artifacts, frontend, or the "
-        "name of an extra group.",
+        help="Handler groups to switch off, by name: %s, or the name of an extra group."
+        % ", ".join(BUILTIN_GROUPS),
     ).tag(config=True)
 
     extra_handlers = List(
@@ -257,7 +257,8 @@ class ExpmanTornado(JupyterApp):
         url = "http://%s:%d%s" % (_host_for_url(self.ip), port, self.base_url)
 
         experiments, runs = context.store.counts()
-        log.info("Serving store %s (%d experiments, %d runs)", context.store.root, experiments, runs)
+        log.info("Serving store %s (%s, %s)", context.store.root,
+                 _count(experiments, "experiment"), _count(runs, "run"))
         log.info("Dashboard and API at %s", url)
         loop = IOLoop.current()
         hub = None
@@ -279,6 +280,10 @@ class ExpmanTornado(JupyterApp):
                 hub.stop()
             context.extra["notebooks"].terminate_now()
             context.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _count(number: int, noun: str) -> str:
+    return "%d %s%s" % (number, noun, "" if number == 1 else "s")
 
 
 def _host_for_url(ip: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, Iterable
 
@@ -179,7 +180,8 @@ def _load_entry_point(point: EntryPoint) -> Any:
 
 
 def _prefixed(base_url: str, route: Route) -> Route:
-    pattern = url_path_join(base_url, route[0].lstrip("/"))
+    # The base URL is literal text; the route after it is a regular expression.
+    pattern = url_path_join(re.escape(base_url), route[0].lstrip("/"))
     if route[0].endswith("/") and not pattern.endswith("/"):
         pattern += "/"
     return (pattern,) + tuple(route[1:])

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import quote
-
 from tornado.web import StaticFileHandler
 
 from ..store.files import identity_of
 from ..store.store import guess_mime
-from .base import ApiHandler
+from .base import ApiHandler, content_disposition
 from .routes import ARTIFACT_FILE, ARTIFACTS, RUN_FILE
 from .urls import api_url
 
@@ -45,6 +43,8 @@ class RunFileHandler(ApiHandler, StaticFileHandler):
 
     async def get(self, experiment: str, run: str, path: str, include_body: bool = True) -> None:  # type: ignore[override]
         real_path = await self.call_store(self.store.file_path, experiment, run, path, self.under)
+        # A download keeps the requested name, also when it is a symlink to another file of the run.
+        self.download_name = path.rsplit("/", 1)[-1]
         self.root = os.path.dirname(real_path)
         await StaticFileHandler.get(self, os.path.basename(real_path), include_body=include_body)
 
@@ -65,19 +65,13 @@ class RunFileHandler(ApiHandler, StaticFileHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", "sandbox")
         if self.get_query_argument("download", "") not in ("", "0", "false"):
-            self.set_header("Content-Disposition", content_disposition(os.path.basename(path)))
+            self.set_header("Content-Disposition", content_disposition(self.download_name))
 
 
 class ArtifactFileHandler(RunFileHandler):
     """``GET …/runs/:run/artifacts/*path``: a file under the run's ``artifacts/``."""
 
     under = "artifacts"
-
-
-def content_disposition(filename: str) -> str:
-    """Return an ``attachment`` header that keeps non-ASCII names (RFC 6266, RFC 5987)."""
-    fallback = filename.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
-    return "attachment; filename=\"%s\"; filename*=UTF-8''%s" % (fallback, quote(filename, safe=""))
 
 
 default_handlers = [

@@ -6,6 +6,7 @@ import asyncio
 import http.client
 import logging
 import re
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -143,6 +144,12 @@ class ApiHandler(RequestHandler):
         if raw is None:
             return None
         return [item for item in raw.split(",") if item]
+
+
+def content_disposition(filename: str) -> str:
+    """Return an ``attachment`` header that keeps non-ASCII names (RFC 6266, RFC 5987)."""
+    fallback = filename.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
+    return "attachment; filename=\"%s\"; filename*=UTF-8''%s" % (fallback, quote(filename, safe=""))
 
 
 class ApiNotFoundHandler(ApiHandler):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from ..encoding import FORMATS, encode
 from ..errors import ApiError
 from ..store.query import RowQuery
-from .base import ApiHandler
+from .base import ApiHandler, content_disposition
 from .routes import METRICS, SYSTEM
 
 
@@ -28,8 +26,7 @@ class MetricsHandler(ApiHandler):
         self.set_header("Content-Type", FORMATS[fmt])
         if fmt in ("parquet", "csv"):
             filename = "%s-%s.%s" % (run, self.kind, fmt)
-            self.set_header("Content-Disposition",
-                            "attachment; filename*=UTF-8''%s" % quote(filename, safe=""))
+            self.set_header("Content-Disposition", content_disposition(filename))
         self.finish(body)
 
     def _row_query(self) -> RowQuery:
