@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import secrets
 import signal
 import sys
 import webbrowser
@@ -43,6 +45,7 @@ aliases = {
     "watcher": "ExpmanTornado.watcher",
     "poll-interval": "ExpmanTornado.poll_interval",
     "extra-handlers": "ExpmanTornado.extra_handlers",
+    "token": "ExpmanTornado.token",
 }
 
 flags = {
@@ -53,6 +56,14 @@ flags = {
         "The store goes to the positional folder if one is given, else to a temporary folder.",
     ),
     "open": ({"ExpmanTornado": {"open_browser": True}}, "Open the dashboard in a web browser."),
+    "read-only": (
+        {"ExpmanTornado": {"read_only": True}},
+        "Refuse every write: edits of names, descriptions and tags, and notebooks.",
+    ),
+    "allow-unauthenticated": (
+        {"ExpmanTornado": {"allow_unauthenticated": True}},
+        "Serve without a token even on an address other than 127.0.0.1.",
+    ),
 }
 
 
@@ -87,6 +98,22 @@ class ExpmanTornado(JupyterApp):
     base_url = Unicode("/", help="URL prefix under which every route is served, e.g. /expman/.").tag(
         config=True
     )
+
+    token = Unicode(
+        "",
+        help="Token that every request must carry (?token=, an 'Authorization: token' header, "
+        "or the cookie set on the first visit). Empty: none on 127.0.0.1; on any other "
+        "address a random one is generated and printed, unless allow_unauthenticated is set.",
+    ).tag(config=True)
+
+    allow_unauthenticated = Bool(
+        False, help="Serve without a token on an address other than 127.0.0.1 (anyone who can "
+        "reach the address can read the store)."
+    ).tag(config=True)
+
+    read_only = Bool(
+        False, help="Refuse every write with 403: edits of names, descriptions and tags, and notebooks."
+    ).tag(config=True)
 
     stale_after = Float(
         300.0,
@@ -165,6 +192,7 @@ class ExpmanTornado(JupyterApp):
         if positional:
             self.store = positional
         self._check_handler_groups()
+        self._choose_token()
 
         if self.demo:
             from .demo import start_demo
@@ -199,6 +227,16 @@ class ExpmanTornado(JupyterApp):
             self.log.error("Cannot start: %s", exc)
             self.exit(2)
 
+    def _choose_token(self) -> None:
+        """Generate a token when the server listens beyond this machine and none was given."""
+        if self.token or self.allow_unauthenticated or _is_loopback(self.ip):
+            if self.allow_unauthenticated and not _is_loopback(self.ip) and not self.token:
+                self.log.warning("Serving %s without a token: anyone who reaches it can read the store",
+                                 self.ip or "every address")
+            return
+        self.token = secrets.token_hex(24)
+        self.log.info("Listening on %s, so a token is required; one was generated", self.ip or "every address")
+
     def make_context(self, mode: str = "standalone", base_url: str | None = None,
                      store: str | None = None) -> ServerContext:
         """Return what the handlers share: the store, the settings, the thread pool.
@@ -210,6 +248,8 @@ class ExpmanTornado(JupyterApp):
             store=Store(store or self.store, stale_after=self.stale_after),
             base_url=base_url or self.base_url,
             mode=mode,
+            read_only=self.read_only,
+            token=self.token if mode == "standalone" else "",
             version=__version__,
             executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="expman-read"),
             extra={"frontend_dir": self.frontend_dir, "heartbeat_interval": self.heartbeat_interval},
@@ -241,7 +281,7 @@ class ExpmanTornado(JupyterApp):
         return tornado.web.Application(
             routes,
             expman=context,
-            xsrf_cookies=False,
+            xsrf_cookies=True,
             cookie_secret=os.urandom(32),
             log_function=_log_request,
         )
@@ -255,6 +295,8 @@ class ExpmanTornado(JupyterApp):
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         url = "http://%s:%d%s" % (_host_for_url(self.ip), port, self.base_url)
+        if self.token:
+            url += "?token=" + self.token
 
         experiments, runs = context.store.counts()
         log.info("Serving store %s (%s, %s)", context.store.root,
@@ -280,6 +322,15 @@ class ExpmanTornado(JupyterApp):
                 hub.stop()
             context.extra["notebooks"].terminate_now()
             context.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_loopback(ip: str) -> bool:
+    if ip == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
 
 
 def _count(number: int, noun: str) -> str:

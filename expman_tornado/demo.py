@@ -13,6 +13,7 @@ import os
 import random
 import tempfile
 import threading
+import time
 
 from expman import Experiment
 
@@ -47,6 +48,24 @@ def start_demo(folder: str | None = None) -> str:
     return folder
 
 
+def set_run_metadata(run: Experiment, tags: list[str], description: str | None = None) -> None:
+    """Set a run's tags and description, retrying while the logger has not created run.yaml yet.
+
+    expman-rs 1.3 raises "I/O error: No such file or directory" from ``set_tags``
+    and ``set_description`` when they are called right after the run starts.
+    """
+    for attempt in range(50):
+        try:
+            run.set_tags(tags)
+            if description is not None:
+                run.set_description(description)
+            return
+        except RuntimeError:
+            if attempt == 49:
+                raise
+            time.sleep(0.02)
+
+
 def _curve(step: int, lr: float, rng: random.Random) -> dict:
     progress = 1.0 - math.exp(-lr * step / 3.0)
     loss = 2.3 * (1.0 - progress) + 0.05 + rng.gauss(0, 0.02)
@@ -59,7 +78,7 @@ def _write_finished_run(folder: str, name: str, lr: float, seed: int, steps: int
     rng = random.Random(seed)
     run = Experiment(EXPERIMENT, run_name=name, base_dir=folder, **_LOGGER_OPTIONS)
     run.log_params({"lr": lr, "batch_size": 64, "optimizer": {"name": "adamw", "weight_decay": 0.01}})
-    run.set_tags(["demo", "sweep"])
+    set_run_metadata(run, tags=["demo", "sweep"])
     for step in range(steps):
         values = _curve(step, lr, rng)
         if diverge_at is not None and step >= diverge_at:
@@ -84,8 +103,8 @@ class _LiveRun:
         self._stopped = threading.Event()
         self._run = Experiment(EXPERIMENT, run_name=self.name, base_dir=folder, **_LOGGER_OPTIONS)
         self._run.log_params({"lr": 0.05, "batch_size": 64, "optimizer": {"name": "sgd", "momentum": 0.9}})
-        self._run.set_tags(["demo", "live"])
-        self._run.set_description("This run keeps training while the demo server runs.")
+        set_run_metadata(self._run, tags=["demo", "live"],
+                         description="This run keeps training while the demo server runs.")
         self._thread = threading.Thread(target=self._train, name="expman-demo-run", daemon=True)
 
     def start(self) -> None:

@@ -14,7 +14,9 @@ import orjson
 from tornado.web import HTTPError, RequestHandler
 
 from ..errors import ApiError
+from .auth import TokenAuthMixin
 from ..store import InvalidName, NotFound, OutsideStore, Store, UnreadableFile
+from ..store.edits import EditConflict, InvalidEdit
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,12 @@ class ServerContext:
     mode: str = "standalone"
     version: str = ""
     read_only: bool = False
+    token: str = ""
     executor: Any = None
     extra: dict = field(default_factory=dict)
 
 
-class ApiHandler(RequestHandler):
+class ApiHandler(TokenAuthMixin, RequestHandler):
     """A handler under ``/api``: replies and errors are JSON, never a traceback."""
 
     @property
@@ -59,9 +62,28 @@ class ApiHandler(RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
+        if not self.token_is_valid():
+            raise ApiError(403, "missing or invalid token: add ?token=… or an "
+                                "'Authorization: token …' header")
         if len(self.request.body or b"") > MAX_BODY_BYTES:
             raise ApiError(413, "request body is %d bytes; the limit is %d"
                            % (len(self.request.body), MAX_BODY_BYTES))
+
+    def check_xsrf_cookie(self) -> None:
+        """Check XSRF on writes, unless the request carries the token header.
+
+        A method the handler does not implement skips the check, so it gets its 405.
+        """
+        method = self.request.method.lower() if self.request.method else ""
+        if getattr(type(self), method, None) is getattr(RequestHandler, method, None):
+            return
+        if self.has_token_header():
+            return
+        super().check_xsrf_cookie()
+
+    def require_writable(self) -> None:
+        if self.context.read_only:
+            raise ApiError(403, "this server is read-only (started with --read-only)")
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         """Log unexpected errors with their traceback; an ApiError is in the access log already."""
@@ -86,6 +108,9 @@ class ApiHandler(RequestHandler):
             message = exc.message
             for name, value in exc.headers.items():
                 self.set_header(name, value)
+        elif isinstance(exc, HTTPError) and "xsrf" in (exc.log_message or "").lower():
+            message = ("XSRF check failed: send the _xsrf cookie back in an X-XSRFToken header, "
+                       "or authenticate with an 'Authorization: token …' header")
         elif isinstance(exc, HTTPError) and exc.status_code == 405:
             message = "method %s is not allowed on %s" % (self.request.method, self.request.path)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -106,6 +131,15 @@ class ApiHandler(RequestHandler):
             raise ApiError(403, str(exc)) from None
         except UnreadableFile as exc:
             raise await self._unreadable_error(exc, args) from None
+        except InvalidEdit as exc:
+            raise ApiError(400, str(exc)) from None
+        except EditConflict as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+        except PermissionError as exc:
+            raise ApiError(403, "cannot write %s: permission denied" % _file_name(exc)) from None
+        except OSError as exc:
+            log.error("Write to the store failed: %s", exc)
+            raise ApiError(500, "cannot write %s: %s" % (_file_name(exc), exc.strerror or exc)) from None
 
     async def _unreadable_error(self, exc: UnreadableFile, args: tuple) -> ApiError:
         """Return 503 for a file of a RUNNING run (it may be mid-write), else 422."""
@@ -138,12 +172,23 @@ class ApiHandler(RequestHandler):
             raise ApiError(400, "query parameter %r must be at least %d, got %d" % (name, minimum, value))
         return value
 
+    def json_body(self) -> Any:
+        """Return the parsed JSON request body; invalid JSON is a 400."""
+        try:
+            return orjson.loads(self.request.body or b"null")
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "request body is not valid JSON: %s" % exc) from None
+
     def list_argument(self, name: str) -> list[str] | None:
         """Return a comma-separated query argument as a list, or None when absent."""
         raw = self.get_query_argument(name, None)
         if raw is None:
             return None
         return [item for item in raw.split(",") if item]
+
+
+def _file_name(exc: OSError) -> str:
+    return repr(exc.filename.rsplit("/", 1)[-1]) if isinstance(exc.filename, str) else "the file"
 
 
 def content_disposition(filename: str) -> str:

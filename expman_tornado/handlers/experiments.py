@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..store.edits import EXPERIMENT_EDITS, check_changes
 from .base import ApiHandler
 from .routes import EXPERIMENT, EXPERIMENTS, RUNS
 
@@ -18,6 +19,12 @@ class ExperimentHandler(ApiHandler):
 
     async def get(self, experiment: str) -> None:
         self.write_json(await self.call_store(self.store.experiment, experiment))
+
+    async def patch(self, experiment: str) -> None:
+        """Change display_name, description or tags; reply with the experiment."""
+        self.require_writable()
+        changes = await self.call_store(check_changes, self.json_body(), EXPERIMENT_EDITS)
+        self.write_json(await self.call_store(self.store.edit_experiment, experiment, changes))
 
 
 class RunsHandler(ApiHandler):

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import os
 
-from tornado.web import RequestHandler, StaticFileHandler
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from ..paths import frontend_dir
+from .auth import TokenAuthMixin
 
 #: The text in ``index.html`` that is replaced by the server's base URL.
 BASE_URL_MARKER = "__EXPMAN_BASE_URL__"
 
 
-class DashboardFileHandler(StaticFileHandler):
+#: The page sent instead of the dashboard when the server needs a token.
+TOKEN_REQUIRED_PAGE = (
+    "<!doctype html><title>Token required</title><p>This expman-tornado server needs a "
+    "token. Open the URL it printed at start (it ends with <code>?token=…</code>).</p>"
+)
+
+
+class DashboardFileHandler(TokenAuthMixin, StaticFileHandler):
     """A built file of the dashboard (scripts, styles, images)."""
+
+    def prepare(self) -> None:
+        if not self.token_is_valid():
+            raise HTTPError(403, "missing or invalid token")
 
     def initialize(self) -> None:  # type: ignore[override]
         super().initialize(path=self.settings["expman"].extra.get("frontend_dir") or frontend_dir())
@@ -22,7 +34,7 @@ class DashboardFileHandler(StaticFileHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
 
-class DashboardPageHandler(RequestHandler):
+class DashboardPageHandler(TokenAuthMixin, RequestHandler):
     """Any path outside ``/api`` and the built files: the dashboard's page.
 
     The page learns the base URL from the server, so its links work at ``/``,
@@ -30,6 +42,10 @@ class DashboardPageHandler(RequestHandler):
     """
 
     def get(self, path: str = "") -> None:
+        if not self.token_is_valid():
+            self.set_status(403)
+            self.finish(TOKEN_REQUIRED_PAGE)
+            return
         folder = self.settings["expman"].extra.get("frontend_dir") or frontend_dir()
         index = os.path.join(folder, "index.html")
         try:

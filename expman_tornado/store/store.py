@@ -9,9 +9,11 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from . import tables
+from .edits import edit_yaml
 from .files import FileCache, Identity, UnreadableFile, identity_of
 from .metadata import experiment_fields, parse_instant, run_fields
 from .runtable import RunTable
@@ -20,7 +22,9 @@ from .names import (
     check_name,
     is_experiment_name,
     is_inside,
+    is_link_outside,
     is_run_name,
+    is_utf8,
     split_relative_path,
 )
 from .yamlfile import clean_for_json, flatten, parse_yaml_mapping, read_back_literals
@@ -189,7 +193,12 @@ class Store:
         return read_back_literals(clean_for_json(raw)) if isinstance(raw, dict) else {}
 
     def _yaml(self, path: str) -> dict | None:
-        """Return a parsed YAML mapping, its last good copy, or None."""
+        """Return a parsed YAML mapping, its last good copy, or None.
+
+        A symlink that resolves outside the store is not followed.
+        """
+        if is_link_outside(path, self.root):
+            return None
         try:
             return self.files.load(path, parse_yaml_mapping, "yaml")
         except (FileNotFoundError, UnreadableFile):
@@ -205,7 +214,7 @@ class Store:
         with self._lock:
             run_table = self._tables.get((folder, kind))
             if run_table is None:
-                run_table = self._tables[(folder, kind)] = RunTable(folder, kind, self.files)
+                run_table = self._tables[(folder, kind)] = RunTable(folder, kind, self.files, self.root)
         return run_table.read()
 
     def _tails_of(self, run_folder: str) -> dict:
@@ -267,6 +276,20 @@ class Store:
             raise NotFound("log %r not found; the logs are %s" % (name, ", ".join(LOG_FILES)))
         return self.file_path(experiment, run, name)
 
+    # Edits
+
+    def edit_experiment(self, experiment: str, changes: dict) -> dict:
+        """Change experiment.yaml fields (already checked) and return the experiment."""
+        folder = self.experiment_dir(experiment)
+        edit_yaml(os.path.join(folder, "experiment.yaml"), changes)
+        return self.experiment(experiment)
+
+    def edit_run(self, experiment: str, run: str, changes: dict) -> dict:
+        """Change run.yaml fields (already checked) and return the run's details."""
+        folder = self.run_dir(experiment, run)
+        edit_yaml(os.path.join(folder, "run.yaml"), changes)
+        return self.run(experiment, run)
+
     # Totals
 
     def stats(self) -> dict:
@@ -323,10 +346,12 @@ def _walk_files(top: str, run_folder: str) -> list[str]:
     """List the files under ``top`` relative to it, skipping links that leave the run."""
     found = []
     for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if is_inside(os.path.join(dirpath, d), run_folder))
+        dirnames[:] = sorted(
+            d for d in dirnames if is_utf8(d) and is_inside(os.path.join(dirpath, d), run_folder)
+        )
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
-            if os.path.isfile(path) and is_inside(path, run_folder):
+            if is_utf8(name) and os.path.isfile(path) and is_inside(path, run_folder):
                 found.append(os.path.relpath(path, top).replace(os.sep, "/"))
     return found
 
@@ -404,5 +429,8 @@ def _last_values(table: pa.Table) -> dict:
             value = column[-1].as_py()
             if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
                 value = None
+            elif value is not None and pa.types.is_float32(column.type):
+                # The shortest decimal that is this float32, as the metric rows show it.
+                value = float(str(np.float32(value)))
             tails[name] = value
     return tails

@@ -1,0 +1,109 @@
+"""Edits of experiment.yaml and run.yaml: the only writes to the store besides notebooks.
+
+The logger rewrites run.yaml in place while a run lives, so an edit re-reads
+the file just before writing, merges its changes into what it read, and
+replaces the file atomically (temporary file, fsync, rename). Every field it
+does not change is written back as read, unknown keys included. The logger may
+still overwrite the edited fields later with its own copy of them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import yaml
+
+from .files import ParseError
+from .yamlfile import parse_yaml_file
+
+#: Fields a PATCH may change, per file, with their expected types.
+EXPERIMENT_EDITS = {"display_name": str, "description": str, "tags": list}
+RUN_EDITS = {"name": str, "description": str, "tags": list}
+
+MAX_TEXT = 10_000
+MAX_TAGS = 100
+MAX_TAG = 200
+
+#: How long an edit keeps re-reading a YAML file that the logger is halfway through rewriting.
+READ_RETRY_SECONDS = 1.0
+
+
+class InvalidEdit(ValueError):
+    """A PATCH body that names an unknown field or gives a value of the wrong type."""
+
+
+class EditConflict(RuntimeError):
+    """The file to edit could not be read whole in time (the writer keeps rewriting it)."""
+
+
+def check_changes(body: object, allowed: dict[str, type]) -> dict:
+    """Return the validated changes of a PATCH body; raise InvalidEdit naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidEdit("request body must be a JSON object")
+    changes = {}
+    for field, value in body.items():
+        if field not in allowed:
+            raise InvalidEdit("field %r cannot be changed; the fields are %s"
+                              % (field, ", ".join(allowed)))
+        if allowed[field] is str:
+            if value is not None and not isinstance(value, str):
+                raise InvalidEdit("field %r must be a string or null" % field)
+            if isinstance(value, str) and len(value) > MAX_TEXT:
+                raise InvalidEdit("field %r is longer than %d characters" % (field, MAX_TEXT))
+            if field in ("name", "display_name") and (value is None or not value.strip()):
+                raise InvalidEdit("field %r must be a non-empty string" % field)
+        else:
+            if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+                raise InvalidEdit("field %r must be a list of non-empty strings" % field)
+            if len(value) > MAX_TAGS or any(len(t) > MAX_TAG for t in value):
+                raise InvalidEdit("field %r allows at most %d tags of %d characters"
+                                  % (field, MAX_TAGS, MAX_TAG))
+            value = list(dict.fromkeys(t.strip() for t in value))
+        changes[field] = value
+    if not changes:
+        raise InvalidEdit("request body changes nothing; give one of %s" % ", ".join(allowed))
+    return changes
+
+
+def edit_yaml(path: str, changes: dict) -> None:
+    """Merge ``changes`` into the mapping in ``path`` and replace the file atomically."""
+    current = _read_current(path)
+    current.update(changes)
+    text = yaml.safe_dump(current, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    folder = os.path.dirname(path)
+    fd, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(temporary, os.stat(path).st_mode & 0o777)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _read_current(path: str) -> dict:
+    """Read the mapping to edit; a missing file is an empty one."""
+    deadline = time.monotonic() + READ_RETRY_SECONDS
+    while True:
+        if not os.path.exists(path):
+            return {}
+        try:
+            value = parse_yaml_file(path)
+        except ParseError as exc:
+            if time.monotonic() > deadline:
+                raise EditConflict("%s cannot be read whole (%s); retry shortly"
+                                   % (os.path.basename(path), exc)) from None
+            time.sleep(0.05)
+            continue
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise EditConflict("%s does not hold a mapping; fix it by hand" % os.path.basename(path))
+        return value
