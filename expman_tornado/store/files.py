@@ -79,6 +79,14 @@ class FileCache:
 
     def load(self, path: str, parse: Callable[[str], Any], kind: str = "") -> Any:
         """Return ``parse(path)``, cached; raise FileNotFoundError or UnreadableFile."""
+        return self.load_version(path, parse, kind)[0]
+
+    def load_version(self, path: str, parse: Callable[[str], Any], kind: str = "") -> tuple[Any, Identity]:
+        """Return ``parse(path)`` and the identity of the file version it was parsed from.
+
+        That identity is the current file's, or, while the file cannot be parsed,
+        the identity of the last good copy being served instead.
+        """
         key = (kind, path)
         ident = stat_identity(path)
         if ident is None:
@@ -88,10 +96,9 @@ class FileCache:
 
         with self._lock:
             entry = self._entries.get(key)
-        if entry is not None and entry.identity == ident:
-            return self._answer(path, entry)
-
-        return self._parse_new_version(key, path, parse, ident, entry)
+        if entry is None or entry.identity != ident:
+            entry = self._parse_new_version(key, path, parse, ident, entry)
+        return self._answer(path, entry)
 
     def forget(self, prefix: str) -> None:
         """Drop every entry under a folder, e.g. after the folder was deleted."""
@@ -99,7 +106,7 @@ class FileCache:
             for key in [k for k in self._entries if k[1].startswith(prefix)]:
                 del self._entries[key]
 
-    def _parse_new_version(self, key, path, parse, ident, previous) -> Any:
+    def _parse_new_version(self, key, path, parse, ident, previous) -> _Entry:
         error = None
         for attempt in range(RETRIES + 1):
             try:
@@ -110,7 +117,7 @@ class FileCache:
                 entry = _Entry(ident, value, None, ident, value)
                 with self._lock:
                     self._entries[key] = entry
-                return value
+                return entry
             if attempt == RETRIES or not _is_settling(ident):
                 break
             time.sleep(RETRY_DELAY)
@@ -126,14 +133,14 @@ class FileCache:
             log.warning("Cannot parse %s (%s); serving its last good copy", path, error)
         else:
             log.warning("Cannot parse %s (%s); it has no earlier good copy", path, error)
-        return self._answer(path, entry)
+        return entry
 
     @staticmethod
-    def _answer(path: str, entry: _Entry) -> Any:
+    def _answer(path: str, entry: _Entry) -> tuple[Any, Identity]:
         if entry.error is None:
-            return entry.value
+            return entry.value, entry.identity
         if entry.good_identity is not None:
-            return entry.good_value
+            return entry.good_value, entry.good_identity
         raise UnreadableFile(path, entry.error)
 
 

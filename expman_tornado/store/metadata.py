@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from .yamlfile import clean_for_json
+from .yamlfile import clean_for_json, json_integer
 
 STATUSES = ("RUNNING", "FINISHED", "FAILED", "CRASHED")
 
@@ -44,7 +44,7 @@ def run_fields(raw: dict | None, run_id: str, experiment_id: str) -> dict:
         "language": _text(raw.get("language")),
         "env_path": _text(raw.get("env_path")),
         "group": _text(raw.get("group")),
-        "rank": raw.get("rank") if _is_int(raw.get("rank")) else None,
+        "rank": _rank(raw.get("rank")),
         "heartbeat_at": _time_text(raw.get("heartbeat_at")),
     }
     return fields
@@ -84,6 +84,8 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if _is_int(value):
+        return str(json_integer(value))
     return value if isinstance(value, str) else str(value)
 
 
@@ -96,6 +98,8 @@ def _time_text(value: Any) -> str | None:
 def _number(value: Any) -> float | int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    if isinstance(value, int):
+        return value if json_integer(value) == value else None
     return value if math.isfinite(value) else None
 
 
@@ -103,9 +107,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _rank(value: Any) -> int | None:
+    return value if _is_int(value) and json_integer(value) == value else None
+
+
 def _tags(value: Any) -> list[str]:
     if isinstance(value, list):
-        return [str(tag) for tag in value if tag is not None and not isinstance(tag, (dict, list))]
+        return [str(json_integer(tag)) if _is_int(tag) else str(tag)
+                for tag in value if tag is not None and not isinstance(tag, (dict, list))]
     return []
 
 

@@ -44,12 +44,25 @@ def split_relative_path(path: str) -> list[str]:
 
 def is_experiment_name(name: str) -> bool:
     """Whether a folder in the store root may be an experiment (hidden ones are not)."""
-    return not name.startswith(".")
+    return not name.startswith(".") and is_utf8(name)
 
 
 def is_run_name(name: str) -> bool:
     """Whether a folder in an experiment may be a run."""
-    return not name.startswith(".") and name not in IGNORED_RUN_NAMES
+    return not name.startswith(".") and name not in IGNORED_RUN_NAMES and is_utf8(name)
+
+
+def is_utf8(name: str) -> bool:
+    """Return True if a name read from the disk is valid UTF-8.
+
+    Python decodes other bytes as lone surrogates. Such a name can be neither
+    written in JSON nor named in a URL, so the store does not list it.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_inside(path: str, folder: str) -> bool:
@@ -57,3 +70,8 @@ def is_inside(path: str, folder: str) -> bool:
     real_path = os.path.realpath(path)
     real_folder = os.path.realpath(folder)
     return real_path == real_folder or real_path.startswith(real_folder.rstrip(os.sep) + os.sep)
+
+
+def is_link_outside(path: str, folder: str) -> bool:
+    """Return True if ``path`` is a symlink that resolves outside ``folder`` (one ``lstat`` if not a link)."""
+    return os.path.islink(path) and not is_inside(path, folder)

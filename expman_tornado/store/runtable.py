@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import tables
-from .files import FileCache, Identity, UnreadableFile, identity_of
+from .files import FileCache, Identity, ParseError, UnreadableFile, identity_of
 
 
 class RunTable:
@@ -24,19 +24,23 @@ class RunTable:
     with :func:`tables.combine`.
     """
 
-    def __init__(self, folder: str, kind: str, files: FileCache):
+    def __init__(self, folder: str, kind: str, files: FileCache, root: str | None = None):
         self.folder = folder
         self.kind = kind
+        self.root = root
         self._files = files
         self._lock = threading.Lock()
         self._readers: dict[str, tables.SegmentReader] = {}
         self._key: tuple | None = None
         self._table: pa.Table | None = None
         self._max_step: int | None = None
+        # How many record batches of each segment the table holds. Readers keep
+        # every batch they decoded, so an update that fails loses none of them.
+        self._used: dict[str, int] = {}
 
     def read(self) -> pa.Table:
         """Return every row; raise UnreadableFile when no good copy can be had."""
-        parquet_path, segment_paths = tables.metric_files(self.folder, self.kind)
+        parquet_path, segment_paths = tables.metric_files(self.folder, self.kind, inside=self.root)
         segments = tables.stat_identities(segment_paths)
         parquet_identity = _identity_or_none(parquet_path)
         key = (parquet_identity, tuple(segments))
@@ -44,15 +48,15 @@ class RunTable:
         with self._lock:
             if key == self._key and self._table is not None:
                 return self._table
-            table = None
+            update = None
             if self._table is not None and self._only_appended(key):
-                table = self._append(segments)
-            if table is None:
-                table = self._rebuild(parquet_path, parquet_identity, segments)
+                update = self._append(segments)
+            if update is None:
+                update = self._rebuild(parquet_path, parquet_identity, segments)
+            self._table, self._max_step, self._used = update
             self._key = key
-            self._table = table
             self._readers = {p: r for p, r in self._readers.items() if p in dict(segments)}
-            return table
+            return self._table
 
     def _only_appended(self, key: tuple) -> bool:
         """Whether the change since the last read is only bytes added to segments."""
@@ -67,29 +71,39 @@ class RunTable:
             return False
         return True
 
-    def _append(self, segments: list[tuple[str, Identity]]) -> pa.Table | None:
+    def _append(self, segments: list[tuple[str, Identity]]) -> tuple | None:
+        """Return the table with the segments' new rows appended, or None if it needs a rebuild."""
         new_tables = []
+        used = dict(self._used)
         for path, _ in segments:
-            _, batches = self._reader(path).read()
-            if batches:
-                new_tables.append(tables.normalize(pa.Table.from_batches(batches)))
+            reader = self._reader(path)
+            reader.read()
+            batches = reader.batches
+            if len(batches) < used.get(path, 0):
+                return None  # The segment was replaced since the table was built.
+            if len(batches) > used.get(path, 0):
+                new_tables.append(self._normalize(path, pa.Table.from_batches(batches[used.get(path, 0):])))
+            used[path] = len(batches)
         if not new_tables:
-            return self._table
+            return self._table, self._max_step, used
         new_rows = tables.concat(new_tables)
         steps = new_rows.column(tables.STEP).drop_null()
+        max_step = self._max_step
         if len(steps):
-            if self._max_step is not None and pc.min(steps).as_py() <= self._max_step:
+            if max_step is not None and pc.min(steps).as_py() <= max_step:
                 return None
             if pc.count_distinct(steps).as_py() != len(steps):
                 return None
-            self._max_step = pc.max(steps).as_py()
-        return tables.concat([self._table, new_rows])
+            max_step = pc.max(steps).as_py()
+        return tables.concat([self._table, new_rows]), max_step, used
 
-    def _rebuild(self, parquet_path, parquet_identity, segments) -> pa.Table:
+    def _rebuild(self, parquet_path, parquet_identity, segments) -> tuple:
         parquet = None
         if parquet_path is not None and parquet_identity is not None:
             try:
-                parquet = self._files.load(parquet_path, tables.read_parquet, "parquet")
+                # While the file is torn, its last good copy is served: segments are
+                # compared with that copy's time, not with the torn file's.
+                parquet, parquet_identity = self._files.load_version(parquet_path, tables.read_parquet, "parquet")
             except FileNotFoundError:
                 parquet_identity = None
             except UnreadableFile:
@@ -98,14 +112,22 @@ class RunTable:
                 # A parquet file still being written at close: the segments hold its rows.
                 parquet_identity = None
         segment_tables = []
+        used = {}
         for path, ident in segments:
-            table, _ = self._reader(path).read()
+            reader = self._reader(path)
+            table, _ = reader.read()
+            used[path] = len(reader.batches)
             if table.num_columns:
-                segment_tables.append((ident, tables.normalize(table)))
+                segment_tables.append((ident, self._normalize(path, table)))
         table = tables.combine(parquet, parquet_identity, segment_tables)
         steps = table.column(tables.STEP).drop_null()
-        self._max_step = pc.max(steps).as_py() if len(steps) else None
-        return table
+        return table, pc.max(steps).as_py() if len(steps) else None, used
+
+    def _normalize(self, path: str, table: pa.Table) -> pa.Table:
+        try:
+            return tables.normalize(table)
+        except ParseError as exc:
+            raise UnreadableFile(path, str(exc)) from None
 
     def _reader(self, path: str) -> tables.SegmentReader:
         reader = self._readers.get(path)

@@ -8,10 +8,12 @@ combining them are in :func:`combine`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
+from stat import S_ISREG
 
 import polars as pl
 import pyarrow as pa
@@ -20,6 +22,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .files import Identity, ParseError, identity_of
+from .names import is_link_outside
 
 log = logging.getLogger(__name__)
 
@@ -44,37 +47,59 @@ def segment_number(name: str) -> int:
 def read_parquet(path: str) -> pa.Table:
     """Read a whole metric parquet file; raise ParseError while it is torn or empty."""
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        # ParquetFile, not read_table: it also reads a file with two columns of one name.
+        with pq.ParquetFile(path) as parquet_file:
+            table = parquet_file.read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise ParseError(str(exc).splitlines()[0] if str(exc) else "invalid parquet") from None
     return normalize(table)
 
 
 def normalize(table: pa.Table) -> pa.Table:
-    """Give a metric table the types the API promises.
+    """Give a metric table the types the API promises; raise ParseError if it cannot have them.
 
     ``step`` becomes int64 and ``timestamp`` timestamp[us, UTC]; a naive timestamp
     is read as UTC and another time zone is converted. Dictionary-encoded columns
-    are decoded. Other columns keep their type (int64 stays exact).
+    are decoded. Numbers, booleans, strings and times keep their type, so int64
+    stays exact. A column of another type (binary, decimal, duration, nested)
+    becomes text, so that every format can carry it. Of two columns with one
+    name, the first is kept.
     """
-    columns = []
-    for name, column in zip(table.column_names, table.columns):
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        if name == STEP and column.type != pa.int64():
-            column = column.cast(pa.int64())
-        elif name == TIMESTAMP:
-            column = _as_utc_micros(column)
-        elif pa.types.is_large_string(column.type):
-            column = column.cast(pa.string())
-        columns.append(column)
-    table = pa.table(columns, names=table.column_names)
+    columns, names = [], []
+    try:
+        for name, column in zip(table.column_names, table.columns):
+            if name in names:
+                continue
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            if name == STEP:
+                column = _as_steps(column)
+            elif name == TIMESTAMP:
+                column = _as_utc_micros(column)
+            else:
+                column = _as_metric(column)
+            columns.append(column)
+            names.append(name)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise ParseError("column %r: %s" % (name, str(exc).splitlines()[0] if str(exc) else exc)) from None
+    table = pa.table(columns, names=names) if columns else pa.table({})
     if STEP not in table.column_names:
         table = table.add_column(0, STEP, pa.nulls(table.num_rows, pa.int64()))
     if TIMESTAMP not in table.column_names:
         table = table.add_column(1, TIMESTAMP, pa.nulls(table.num_rows, TIMESTAMP_TYPE))
     order = [STEP, TIMESTAMP] + [c for c in table.column_names if c not in (STEP, TIMESTAMP)]
     return table.select(order)
+
+
+def _as_steps(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if column.type == pa.int64():
+        return column
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type)):
+        raise ParseError("column 'step' must contain integers, found type %s" % column.type)
+    try:
+        return column.cast(pa.int64())  # A safe cast: 1.5 or 2**64-1 is an error, not a guess.
+    except pa.ArrowInvalid:
+        raise ParseError("column 'step' must contain int64 integers, found a fraction or an out-of-range value") from None
 
 
 def _as_utc_micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -89,12 +114,49 @@ def _as_utc_micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pa.chunked_array([pa.nulls(len(column), TIMESTAMP_TYPE)])
 
 
+def _as_metric(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_large_string(kind) or _is_string_view(kind):
+        return column.cast(pa.string())
+    if pa.types.is_float16(kind):
+        return column.cast(pa.float32())
+    if (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+            or pa.types.is_string(kind) or pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+            or pa.types.is_null(kind)):
+        return column
+    return pa.chunked_array([pa.array([_as_text(v) for v in column.to_pylist()], pa.string())])
+
+
+def _is_string_view(kind: pa.DataType) -> bool:
+    is_string_view = getattr(pa.types, "is_string_view", None)  # pyarrow 16 and later
+    return bool(is_string_view and is_string_view(kind))
+
+
+def _as_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.hex()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
 class SegmentReader:
     """Incremental reader of one growing Arrow IPC stream segment.
 
     Each :meth:`read` decodes only the bytes appended since the previous one. A
     record batch whose bytes are not all written yet is left for the next read.
     If the file is replaced or shrinks, reading starts again from its start.
+
+    A stream with dictionary-encoded columns (written by other tools, not by the
+    expman logger) carries dictionary messages that pyarrow decodes only as part
+    of a whole stream, so such a segment is decoded again from its start.
+    A message that is complete but cannot be decoded is treated like one not
+    written yet: the rows before it are served.
     """
 
     def __init__(self, path: str):
@@ -108,34 +170,49 @@ class SegmentReader:
         self._schema: pa.Schema | None = None
         self._batches: list[pa.RecordBatch] = []
         self._table: pa.Table | None = None
+        self._complete = b""  # Bytes of whole messages, kept only for dictionary streams.
+        self._warned_at: int | None = None
 
     @property
     def offset(self) -> int:
         """Bytes of the segment decoded so far."""
         return self._offset
 
+    @property
+    def batches(self) -> list[pa.RecordBatch]:
+        """Every record batch read so far, in file order."""
+        with self._lock:
+            return list(self._batches)
+
     def read(self) -> tuple[pa.Table, list[pa.RecordBatch]]:
         """Return the whole table read so far and the batches this call added."""
         with self._lock:
             try:
-                with open(self.path, "rb") as f:
-                    stat = os.fstat(f.fileno())
-                    if stat.st_ino != self._inode or stat.st_size < self._offset:
-                        self._reset(stat.st_ino)
-                    f.seek(self._offset)
-                    new_bytes = f.read()
-            except FileNotFoundError:
+                new_bytes = self._read_new_bytes()
+            except OSError:  # Deleted at close or unreadable, so the rows read before are kept.
                 return self._current_table(), []
-            new_batches = self._decode(new_bytes)
+            new_batches = self._decode(new_bytes) if new_bytes else []
             if new_batches:
                 self._batches.extend(new_batches)
                 self._table = None
             return self._current_table(), new_batches
 
+    def _read_new_bytes(self) -> bytes:
+        # O_NONBLOCK: a FIFO under a segment's name must not block a reading thread.
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            stat = os.fstat(f.fileno())
+            if not S_ISREG(stat.st_mode):
+                return b""
+            if stat.st_ino != self._inode or stat.st_size < self._offset:
+                self._reset(stat.st_ino)
+            f.seek(self._offset)
+            return f.read()
+
     def _decode(self, data: bytes) -> list[pa.RecordBatch]:
         source = pa.BufferReader(pa.py_buffer(data))
         reader = ipc.MessageReader.open_stream(source)
-        batches = []
+        messages = []
         consumed = 0
         while True:
             try:
@@ -144,13 +221,37 @@ class SegmentReader:
                 break
             except (OSError, pa.ArrowInvalid):
                 break  # The last message is not all written yet.
-            if message.type == "schema":
-                self._schema = ipc.read_schema(message)
-            elif message.type == "record batch" and self._schema is not None:
-                batches.append(ipc.read_record_batch(message, self._schema))
+            try:
+                if message.type == "schema":
+                    self._schema = ipc.read_schema(message)
+                elif message.type == "record batch" and self._schema is not None and not self._has_dictionaries():
+                    messages.append(ipc.read_record_batch(message, self._schema))
+            except (pa.ArrowException, ValueError) as exc:
+                self._warn_once(self._offset + consumed, exc)
+                break
             consumed = source.tell()
         self._offset += consumed
-        return batches
+        if self._schema is not None and self._has_dictionaries():
+            return self._decode_whole_stream(data[:consumed])
+        return messages
+
+    def _has_dictionaries(self) -> bool:
+        return any(pa.types.is_dictionary(field.type) for field in self._schema or [])
+
+    def _decode_whole_stream(self, new_complete: bytes) -> list[pa.RecordBatch]:
+        self._complete += new_complete
+        try:
+            every_batch = list(ipc.open_stream(self._complete))
+        except (pa.ArrowException, ValueError) as exc:
+            self._warn_once(self._offset, exc)
+            return []
+        return every_batch[len(self._batches):]
+
+    def _warn_once(self, offset: int, exc: Exception) -> None:
+        if self._warned_at != offset:
+            self._warned_at = offset
+            log.warning("Failed to decode %s at byte %d (%s), so only the rows before it are served",
+                        self.path, offset, exc)
 
     def _current_table(self) -> pa.Table:
         if self._table is None:
@@ -171,8 +272,41 @@ def concat(tables: list[pa.Table]) -> pa.Table:
     order: list[str] = []
     for table in tables:
         order.extend(c for c in table.column_names if c not in order)
-    combined = pa.concat_tables(tables, promote_options="permissive")
+    try:
+        combined = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        combined = pa.concat_tables(_first_types_win(tables), promote_options="permissive")
     return combined.select(order)
+
+
+def _first_types_win(tables: list[pa.Table]) -> list[pa.Table]:
+    """Give each column the type it first had, as the writer does when it closes a run.
+
+    The logger gives a column the type of its first value. At close, it writes a
+    number logged under a string metric as text and drops a string logged under a
+    number metric. Chunks of another type are converted the same way here, and
+    become null when no cast exists.
+    """
+    first: dict[str, pa.DataType] = {}
+    for table in tables:
+        for field in table.schema:
+            if not pa.types.is_null(field.type):
+                first.setdefault(field.name, field.type)
+    fixed = []
+    for table in tables:
+        for index, field in enumerate(table.schema):
+            wanted = first.get(field.name)
+            if wanted is None or field.type == wanted:
+                continue
+            column = pa.nulls(table.num_rows, wanted)
+            if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+                try:
+                    column = table.column(index).cast(wanted)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    pass
+            table = table.set_column(index, pa.field(field.name, wanted), column)
+        fixed.append(table)
+    return fixed
 
 
 def empty_table() -> pa.Table:
@@ -195,9 +329,12 @@ def merge_steps(table: pa.Table) -> pa.Table:
 
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    key = pl.when(pl.col(STEP).is_null()).then(-pl.int_range(1, pl.len() + 1)).otherwise(
-        pl.col(STEP)
-    )
+    # A row without a step forms its own group, keyed by its row number. The first
+    # key column keeps those keys apart from real steps, negative ones included.
+    no_step = pl.col(STEP).is_null()
+    no_step_key, step_key = _unused_name(frame, "__no_step"), _unused_name(frame, "__key")
+    keys = [no_step.alias(no_step_key),
+            pl.when(no_step).then(pl.int_range(pl.len(), dtype=pl.Int64)).otherwise(pl.col(STEP)).alias(step_key)]
     aggregations = [pl.col(STEP).first(), pl.col(TIMESTAMP).last()]
     for name, dtype in frame.schema.items():
         if name in (STEP, TIMESTAMP):
@@ -206,12 +343,19 @@ def merge_steps(table: pa.Table) -> pa.Table:
         present = values.fill_nan(None) if dtype.is_float() else values
         aggregations.append(pl.coalesce(present.drop_nulls().last(), values.last()).alias(name))
     merged = (
-        frame.with_columns(key.alias("__key"))
-        .group_by("__key", maintain_order=True)
+        frame.with_columns(keys)
+        .group_by([no_step_key, step_key], maintain_order=True)
         .agg(aggregations)
-        .drop("__key")
+        .drop([no_step_key, step_key])
     )
     return merged.to_arrow().cast(table.schema)
+
+
+def _unused_name(frame: pl.DataFrame, name: str) -> str:
+    """Return ``name``, lengthened until no column of the frame has it."""
+    while name in frame.columns:
+        name += "_"
+    return name
 
 
 def combine(
@@ -238,29 +382,40 @@ def combine(
     return empty_table()
 
 
-def metric_files(run_dir: str, kind: str = "vectors") -> tuple[str | None, list[str]]:
-    """Return the parquet path (or None) and the segment paths of one kind of table."""
+def metric_files(run_dir: str, kind: str = "vectors", inside: str | None = None) -> tuple[str | None, list[str]]:
+    """Return the parquet path (or None) and the segment paths of one kind of table.
+
+    With ``inside`` (the store root), a file that is a symlink resolving outside
+    that folder is left out.
+    """
     try:
         names = os.listdir(run_dir)
     except (FileNotFoundError, NotADirectoryError):
         return None, []
+
+    def allowed(name: str) -> bool:
+        return inside is None or not is_link_outside(os.path.join(run_dir, name), inside)
+
     parquet = None
     candidates = ["%s.parquet" % kind] + (["metrics.parquet"] if kind == "vectors" else [])
     for name in candidates:
-        if name in names and os.path.isfile(os.path.join(run_dir, name)):
+        if name in names and os.path.isfile(os.path.join(run_dir, name)) and allowed(name):
             parquet = os.path.join(run_dir, name)
             break
     segments = sorted(
-        (n for n in names if segment_kind(n) == kind), key=segment_number
+        (n for n in names if segment_kind(n) == kind and allowed(n)), key=segment_number
     )
     return parquet, [os.path.join(run_dir, n) for n in segments]
 
 
 def stat_identities(paths: list[str]) -> list[tuple[str, Identity]]:
+    """Return the identity of each path that is a regular file (others are left out)."""
     found = []
     for path in paths:
         try:
-            found.append((path, identity_of(os.stat(path))))
-        except FileNotFoundError:
+            stat = os.stat(path)
+        except OSError:
             continue
+        if S_ISREG(stat.st_mode):
+            found.append((path, identity_of(stat)))
     return found

@@ -44,7 +44,8 @@ def parse_yaml_file(path: str) -> Any:
     try:
         text = data.decode("utf-8")
         value = yaml.load(text, Loader=_StoreLoader)  # noqa: S506 (a safe loader)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+        # ValueError includes invalid UTF-8 and a decimal integer past Python's 4300-digit limit.
         raise ParseError(_first_line(exc)) from None
     _check_expanded_size(value)
     return value
@@ -100,12 +101,34 @@ def read_back_literals(value: Any) -> Any:
 def _jsonable(value: Any) -> Any:
     """Make a literal's keys strings and its tuples and sets lists."""
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {_key_text(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(item) for item in value]
     if isinstance(value, (bytes, complex)):
         return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return json_integer(value)
     return value
+
+
+def json_integer(value: int) -> int | str:
+    """Return an integer that fits the JSON encoder, or else its text.
+
+    orjson 3.13 raises TypeError outside [-2**63, 2**64), so such an integer becomes
+    text: decimal, or hexadecimal past the 4300 digits Python converts by default.
+    """
+    if -(2**63) <= value < 2**64:
+        return value
+    try:
+        return str(value)
+    except ValueError:
+        return hex(value)
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(json_integer(key))
+    return str(key)
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict:
@@ -123,11 +146,13 @@ def flatten(mapping: dict, prefix: str = "") -> dict:
 def clean_for_json(value: Any) -> Any:
     """Give YAML values JSON-safe keys; dates and other scalars become strings."""
     if isinstance(value, dict):
-        return {str(key): clean_for_json(item) for key, item in value.items()}
+        return {_key_text(key): clean_for_json(item) for key, item in value.items()}
     if isinstance(value, list):
         return [clean_for_json(item) for item in value]
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
         return value
+    if isinstance(value, int):
+        return json_integer(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return str(value)
