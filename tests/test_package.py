@@ -3,7 +3,7 @@
 A wheel is built from a copy of the working tree (never from its ``build/``
 folder, whose leftovers a build would pack), installed with
 ``pip install --target``, and run in subprocesses whose ``PYTHONPATH`` holds
-only that install. Both tests together took about 8 s on a 2-core machine.
+only that install. Both tests together took about 8 s on an idle 2-core machine.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_SOURCE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
                                     ".venv", "node_modules", "benchmarks")
 
-SERVER_START_SECONDS = 20.0
+#: The server starts in about 4 s on an idle 2-core machine, and several times slower under load.
+SERVER_START_SECONDS = 60.0
 
 
 def run_checked(command: list[str], **kwargs) -> subprocess.CompletedProcess:
