@@ -167,6 +167,11 @@ class ExpmanTornado(JupyterApp):
         30.0, help="Seconds to wait for the Jupyter server started for notebooks to answer."
     ).tag(config=True)
 
+    table_cache_mb = Integer(
+        1024, help="Megabytes of metric tables kept in memory; the least recently used runs "
+        "beyond it are read from their files again when asked for."
+    ).tag(config=True)
+
     worker_threads = Integer(
         4, help="Threads that read files off the IOLoop, so one large read never stalls other requests."
     ).tag(config=True)
@@ -245,7 +250,8 @@ class ExpmanTornado(JupyterApp):
         and default store.
         """
         return ServerContext(
-            store=Store(store or self.store, stale_after=self.stale_after),
+            store=Store(store or self.store, stale_after=self.stale_after,
+                        cache_bytes=self.table_cache_mb << 20),
             base_url=base_url or self.base_url,
             mode=mode,
             read_only=self.read_only,

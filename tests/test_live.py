@@ -314,3 +314,21 @@ async def test_deleted_run_ends_stream(http_server, base_url, store_root):
 async def test_unknown_run_is_json_404(http_client, base_url):
     response = await http_client.fetch(live_url(base_url, "nope"), raise_error=False)
     assert_api_error(response, 404)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_non_utf8_name_keeps_stream(http_server, base_url, store_root):
+    writer = Writer(store_root, "bytes", steps=100, pause=0.005)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with stream(client, live_url(base_url, "bytes")) as events:
+                assert (await next_event(events)).event == "Snapshot"
+                folder = os.path.join(store_root, EXPERIMENT, "bytes").encode()
+                with open(folder + b"/caf\xe9.txt", "wb") as f:
+                    f.write(b"not UTF-8 in its name\n")
+                writer.go.set()
+                seen: list[int] = []
+                await collect_steps(events, 99, seen, [])
+    finally:
+        writer.close()
+    assert seen == list(range(100))

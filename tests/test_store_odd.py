@@ -1119,3 +1119,21 @@ async def test_many_runs_all_listed(http_client, base_url, store_root):
     assert len(filtered) == count + 5
     experiments = await fetch_json(http_client, base_url, "/api/experiments")
     assert experiments[0]["runs_count"] == count + 5
+
+
+def test_table_cache_evicts_least_recent(tmp_path):
+    """Tables beyond the byte budget leave memory; answers stay the same."""
+    from expman_tornado.store import Store
+
+    root = str(tmp_path / "store")
+    for index in range(4):
+        folder = make_run(root, "cache", "r%d" % index)
+        table = metric_table(list(range(2000)), loss=[float(i) for i in range(2000)])
+        write_parquet(os.path.join(folder, "vectors.parquet"), table)
+    store = Store(root, cache_bytes=1)
+    first = [store.metrics_table("cache", "r%d" % i).num_rows for i in range(4)]
+    assert first == [2000] * 4
+    assert len([t for t in store._tables.values() if t.nbytes]) == 1
+    tails = {run["id"]: run["metrics"] for run in store.runs("cache")}
+    assert set(tails) == {"r0", "r1", "r2", "r3"}
+    assert store.metrics_table("cache", "r0").num_rows == 2000

@@ -156,6 +156,10 @@ class LiveHub:
                 log.error("Failed to process store changes %s", sorted(dirty)[:5], exc_info=True)
 
     async def _process(self, dirty: dict[tuple[str, ...], set[str]]) -> None:
+        if () in dirty:
+            # The store root itself changed, or events were lost: look at every streamed run.
+            for key in self._channels:
+                dirty[key] |= {"run.yaml", "config.yaml", "artifacts"}
         tree_changed = any(len(key) < 2 or "" in names for key, names in dirty.items())
         if tree_changed:
             await self._update_tree()

@@ -79,9 +79,10 @@ class InotifyWatcher(Watcher):
                 "cannot watch %d of %d folders (is fs.inotify.max_user_watches too low?), "
                 "first: %s" % (len(failed), len(added), failed[0])
             )
-        self._notifier = pyinotify.TornadoAsyncNotifier(
+        self._notifier = _notifier_class(pyinotify)(
             manager, IOLoop.current(), default_proc_fun=self._handle_event
         )
+        self._notifier.on_lost_events = lambda: self.on_change(self.root, False)
         log.debug("Watching %d folders with inotify", len(added))
 
     def _handle_event(self, event) -> None:
@@ -93,6 +94,25 @@ class InotifyWatcher(Watcher):
         if self._notifier is not None:
             self._notifier.stop()
             self._notifier = None
+
+
+def _notifier_class(pyinotify):
+    """Return pyinotify's Tornado notifier, made to survive a file name that is not UTF-8."""
+
+    class Notifier(pyinotify.TornadoAsyncNotifier):
+        on_lost_events = staticmethod(lambda: None)
+
+        def handle_read(self, *args, **kwargs) -> None:
+            try:
+                super().handle_read(*args, **kwargs)
+            except UnicodeDecodeError:
+                # pyinotify 0.9.6 decodes names as UTF-8 and drops the rest of the
+                # events read with a name that is not; look at the whole store again.
+                log.warning("A file name in the store is not valid UTF-8; some change "
+                            "events were lost, so the whole store is read again")
+                self.on_lost_events()
+
+    return Notifier
 
 
 class PollingWatcher(Watcher):

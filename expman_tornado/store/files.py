@@ -100,10 +100,10 @@ class FileCache:
             entry = self._parse_new_version(key, path, parse, ident, entry)
         return self._answer(path, entry)
 
-    def forget(self, prefix: str) -> None:
-        """Drop every entry under a folder, e.g. after the folder was deleted."""
+    def forget(self, prefix: str, kind: str | None = None) -> None:
+        """Drop the entries under a folder (of one kind, or all), e.g. to free memory."""
         with self._lock:
-            for key in [k for k in self._entries if k[1].startswith(prefix)]:
+            for key in [k for k in self._entries if k[1].startswith(prefix) and kind in (None, k[0])]:
                 del self._entries[key]
 
     def _parse_new_version(self, key, path, parse, ident, previous) -> _Entry:

@@ -38,12 +38,24 @@ class RunTable:
         # every batch they decoded, so an update that fails loses none of them.
         self._used: dict[str, int] = {}
 
-    def read(self) -> pa.Table:
-        """Return every row; raise UnreadableFile when no good copy can be had."""
+    def files_key(self) -> tuple:
+        """Return the identities of the files the table is made of (stat calls only)."""
+        return self._stat_files()[3]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the table held in memory (0 before the first read)."""
+        return self._table.nbytes if self._table is not None else 0
+
+    def _stat_files(self) -> tuple:
         parquet_path, segment_paths = tables.metric_files(self.folder, self.kind, inside=self.root)
         segments = tables.stat_identities(segment_paths)
         parquet_identity = _identity_or_none(parquet_path)
-        key = (parquet_identity, tuple(segments))
+        return parquet_path, segments, parquet_identity, (parquet_identity, tuple(segments))
+
+    def read(self) -> pa.Table:
+        """Return every row; raise UnreadableFile when no good copy can be had."""
+        parquet_path, segments, parquet_identity, key = self._stat_files()
 
         with self._lock:
             if key == self._key and self._table is not None:

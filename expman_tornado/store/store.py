@@ -6,6 +6,7 @@ import logging
 import mimetypes
 import os
 import threading
+from collections import OrderedDict
 import time
 from typing import Any
 
@@ -55,11 +56,12 @@ class Store:
     :class:`~expman_tornado.store.files.UnreadableFile`.
     """
 
-    def __init__(self, root: str, stale_after: float = 300.0):
+    def __init__(self, root: str, stale_after: float = 300.0, cache_bytes: int = 1 << 30):
         self.root = os.path.realpath(root)
         self.stale_after = stale_after
+        self.cache_bytes = cache_bytes
         self.files = FileCache()
-        self._tables: dict[tuple[str, str], RunTable] = {}
+        self._tables: OrderedDict[tuple[str, str], RunTable] = OrderedDict()
         self._tails: dict[str, tuple[Any, dict]] = {}
         self._lock = threading.Lock()
 
@@ -210,25 +212,51 @@ class Store:
         """Return all metric rows of a run (see :func:`tables.combine`)."""
         return self._table(self.run_dir(experiment, run), kind)
 
-    def _table(self, folder: str, kind: str) -> pa.Table:
+    def _run_table(self, folder: str, kind: str) -> RunTable:
         with self._lock:
-            run_table = self._tables.get((folder, kind))
+            run_table = self._tables.pop((folder, kind), None)
             if run_table is None:
-                run_table = self._tables[(folder, kind)] = RunTable(folder, kind, self.files, self.root)
-        return run_table.read()
+                run_table = RunTable(folder, kind, self.files, self.root)
+            self._tables[(folder, kind)] = run_table  # The most recently used come last.
+        return run_table
+
+    def _table(self, folder: str, kind: str) -> pa.Table:
+        table = self._run_table(folder, kind).read()
+        self._evict_tables()
+        return table
+
+    def _evict_tables(self) -> None:
+        """Drop the least recently used tables while they hold more than ``cache_bytes``.
+
+        A dropped table is read again from its files when next asked for; a
+        live run's segments are then decoded from their start once.
+        """
+        with self._lock:
+            total = sum(run_table.nbytes for run_table in self._tables.values())
+            while total > self.cache_bytes and len(self._tables) > 1:
+                (folder, _), run_table = next(iter(self._tables.items()))
+                total -= run_table.nbytes
+                del self._tables[next(iter(self._tables))]
+                self.files.forget(os.path.join(folder, ""), kind="parquet")
 
     def _tails_of(self, run_folder: str) -> dict:
-        """Return the last non-null value of each metric column (NaN counts, as null)."""
+        """Return the last non-null value of each metric column (NaN counts, as null).
+
+        Tails are kept by the identities of the metric files, so an unchanged
+        run is not read again even after its table left the cache.
+        """
+        run_table = self._run_table(run_folder, "vectors")
+        key = run_table.files_key()
+        cached = self._tails.get(run_folder)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         try:
             table = self._table(run_folder, "vectors")
         except UnreadableFile:
             return {}
-        cached = self._tails.get(run_folder)
-        if cached is not None and cached[0] is table:
-            return cached[1]
         tails = _last_values(table)
         with self._lock:
-            self._tails[run_folder] = (table, tails)
+            self._tails[run_folder] = (key, tails)
         return tails
 
     # Files
