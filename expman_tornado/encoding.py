@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
+from typing import Hashable
 
 import polars as pl
 import pyarrow as pa
@@ -60,3 +63,37 @@ def _frame(table: pa.Table) -> pl.DataFrame:
 def rows_to_json(table: pa.Table) -> bytes:
     """Encode rows as a JSON list of objects (the default metrics format)."""
     return encode(table, "json")
+
+
+class BodyCache:
+    """Encoded replies kept by a key that names the files' version, least recently used out.
+
+    Bodies larger than ``max_body`` are not kept: a full million-row reply is
+    cheaper to encode again than to hold.
+    """
+
+    def __init__(self, max_bytes: int = 128 << 20, max_body: int = 16 << 20):
+        self.max_bytes = max_bytes
+        self.max_body = max_body
+        self._bodies: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get(key)
+            if body is not None:
+                self._bodies.move_to_end(key)
+            return body
+
+    def put(self, key: Hashable, body: bytes) -> None:
+        if len(body) > self.max_body:
+            return
+        with self._lock:
+            if key in self._bodies:
+                return
+            self._bodies[key] = body
+            self._size += len(body)
+            while self._size > self.max_bytes:
+                _, dropped = self._bodies.popitem(last=False)
+                self._size -= len(dropped)

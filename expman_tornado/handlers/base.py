@@ -13,6 +13,7 @@ from typing import Any, Callable, TypeVar
 import orjson
 from tornado.web import HTTPError, RequestHandler
 
+from ..encoding import BodyCache
 from ..errors import ApiError
 from .auth import TokenAuthMixin
 from ..store import InvalidName, NotFound, OutsideStore, Store, UnreadableFile
@@ -42,6 +43,7 @@ class ServerContext:
     read_only: bool = False
     token: str = ""
     executor: Any = None
+    body_cache: BodyCache = field(default_factory=BodyCache)
     extra: dict = field(default_factory=dict)
 
 

@@ -39,8 +39,14 @@ class MetricsHandler(ApiHandler):
         )
 
     def _read_and_encode(self, experiment: str, run: str, query: RowQuery, fmt: str) -> bytes:
-        table = self.store.metrics_table(experiment, run, self.kind)
-        return encode(query.apply(table), fmt)
+        """Return the encoded rows, from the cache while the run's files are unchanged."""
+        table, version = self.store.metrics_version(experiment, run, self.kind)
+        key = (experiment, run, self.kind, version, query, fmt)
+        body = self.context.body_cache.get(key)
+        if body is None:
+            body = encode(query.apply(table), fmt)
+            self.context.body_cache.put(key, body)
+        return body
 
 
 class SystemMetricsHandler(MetricsHandler):

@@ -43,6 +43,11 @@ class RunTable:
         return self._stat_files()[3]
 
     @property
+    def version(self) -> tuple | None:
+        """The identities of the files the table was last read from."""
+        return self._key
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the table held in memory (0 before the first read)."""
         return self._table.nbytes if self._table is not None else 0

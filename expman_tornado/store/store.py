@@ -212,6 +212,14 @@ class Store:
         """Return all metric rows of a run (see :func:`tables.combine`)."""
         return self._table(self.run_dir(experiment, run), kind)
 
+    def metrics_version(self, experiment: str, run: str, kind: str = "vectors") -> tuple[pa.Table, tuple]:
+        """Return all metric rows of a run and a key naming the file versions they come from."""
+        run_table = self._run_table(self.run_dir(experiment, run), kind)
+        table = run_table.read()
+        version = run_table.version
+        self._evict_tables()
+        return table, version
+
     def _run_table(self, folder: str, kind: str) -> RunTable:
         with self._lock:
             run_table = self._tables.pop((folder, kind), None)
