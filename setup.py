@@ -76,7 +76,15 @@ setup(
             "pytest-timeout",
             "httpx",
             "httpx-sse",
+            "requests",
+            "schemathesis==4.32.5",
+            "hypothesis",
             "build",
+            # The extension tests run spawned notebooks in a python3 kernel, with and
+            # without matplotlib.
+            "nbclient>=0.10",
+            "ipykernel>=6.5",
+            "matplotlib",
         ],
     },
     entry_points={"console_scripts": ["expman-tornado = expman_tornado.app:main"]},

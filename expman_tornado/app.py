@@ -258,7 +258,11 @@ class ExpmanTornado(JupyterApp):
             token=self.token if mode == "standalone" else "",
             version=__version__,
             executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="expman-read"),
-            extra={"frontend_dir": self.frontend_dir, "heartbeat_interval": self.heartbeat_interval},
+            extra={
+                "frontend_dir": self.frontend_dir,
+                "heartbeat_interval": self.heartbeat_interval,
+                "jupyter_routes": "jupyter" not in self.disabled_handler_groups,
+            },
         )
 
     def make_notebook_server(self, context: ServerContext) -> ChildJupyterServer:
@@ -316,7 +320,7 @@ class ExpmanTornado(JupyterApp):
         else:
             log.info("Live updates are off: the 'live' handler group is disabled")
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: loop.add_callback_from_signal(loop.stop))
+            loop.asyncio_loop.add_signal_handler(signum, loop.stop)
         if self.open_browser:
             webbrowser.open(url)
         try:

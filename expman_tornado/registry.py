@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "expman_tornado.handlers"
 
-#: Built-in groups, in the order their routes are tried. ``frontend`` comes last
-#: because its page route matches every path outside ``/api``.
+#: Built-in groups, in the order their routes are tried. ``compat`` comes before
+#: ``artifacts``, so that ``…/artifacts/content?path=`` reaches it and not the
+#: artifact route. ``frontend`` comes last because its page route matches every
+#: path outside ``/api``.
 BUILTIN_GROUPS: dict[str, str] = {
     "core": "expman_tornado.handlers.core:default_handlers",
+    "compat": "expman_tornado.handlers.compat:default_handlers",
     "artifacts": "expman_tornado.handlers.artifacts:default_handlers",
     "live": "expman_tornado.handlers.live:default_handlers",
     "jupyter": "expman_tornado.handlers.jupyter:default_handlers",

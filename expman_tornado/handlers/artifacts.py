@@ -1,14 +1,18 @@
-"""Artifacts and other files of a run: the listing and the files themselves."""
+"""Artifacts and other files of a run: the listings (media included) and the files themselves."""
 
 from __future__ import annotations
 
 import os
+
+import orjson
 from tornado.web import StaticFileHandler
 
+from ..errors import ApiError
 from ..store.files import identity_of
 from ..store.store import guess_mime
 from .base import ApiHandler, content_disposition
-from .routes import ARTIFACT_FILE, ARTIFACTS, RUN_FILE
+from .media import MediaHandler
+from .routes import ARTIFACT_FILE, ARTIFACTS, MEDIA, RUN_FILE
 from .urls import api_url
 
 
@@ -42,14 +46,36 @@ class RunFileHandler(ApiHandler, StaticFileHandler):
         self.set_header("Cache-Control", "no-cache")
 
     async def get(self, experiment: str, run: str, path: str, include_body: bool = True) -> None:  # type: ignore[override]
-        real_path = await self.call_store(self.store.file_path, experiment, run, path, self.under)
+        real_path = await self.call_store(self.resolve_path, experiment, run, path)
         # A download keeps the requested name, also when it is a symlink to another file of the run.
         self.download_name = path.rsplit("/", 1)[-1]
         self.root = os.path.dirname(real_path)
-        await StaticFileHandler.get(self, os.path.basename(real_path), include_body=include_body)
+        try:
+            await StaticFileHandler.get(self, os.path.basename(real_path), include_body=include_body)
+        except PermissionError:
+            raise ApiError(403, "permission denied on %r" % path) from None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ApiError(404, "file %r not found" % path) from None  # Removed since it was resolved.
+        if self.get_status() == 416:
+            self._range_error(include_body)
 
     async def head(self, experiment: str, run: str, path: str) -> None:  # type: ignore[override]
         await self.get(experiment, run, path, include_body=False)
+
+    def _range_error(self, include_body: bool) -> None:
+        """Give a 416 the API's JSON error body; StaticFileHandler leaves it an empty text reply."""
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if include_body:
+            message = "range %r is not satisfiable: the file has %d bytes" % (
+                self.request.headers.get("Range", ""), self.get_content_size())
+            self.write(orjson.dumps({"error": {"status": 416, "message": message}}))
+
+    def resolve_path(self, experiment: str, run: str, path: str) -> str:
+        """Return the real path of the requested file; runs in a worker thread.
+
+        Raise the store's errors for a bad, missing or outside path.
+        """
+        return self.store.file_path(experiment, run, path, self.under)
 
     def compute_etag(self) -> str | None:
         stat = self._stat()
@@ -78,4 +104,5 @@ default_handlers = [
     (ARTIFACTS, ArtifactsHandler),
     (ARTIFACT_FILE, ArtifactFileHandler),
     (RUN_FILE, RunFileHandler),
+    (MEDIA, MediaHandler),
 ]

@@ -138,10 +138,10 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         except EditConflict as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         except PermissionError as exc:
-            raise ApiError(403, "cannot write %s: permission denied" % _file_name(exc)) from None
+            raise ApiError(403, "permission denied on %s" % _file_name(exc)) from None
         except OSError as exc:
-            log.error("Write to the store failed: %s", exc)
-            raise ApiError(500, "cannot write %s: %s" % (_file_name(exc), exc.strerror or exc)) from None
+            log.error("Reading or writing the store failed: %s", exc)
+            raise ApiError(500, "access to %s failed: %s" % (_file_name(exc), exc.strerror or exc)) from None
 
     async def _unreadable_error(self, exc: UnreadableFile, args: tuple) -> ApiError:
         """Return 503 for a file of a RUNNING run (it may be mid-write), else 422."""

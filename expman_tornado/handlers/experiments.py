@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import ApiError
 from ..store.edits import EXPERIMENT_EDITS, check_changes
+from ..store.search import SearchError, parse_query
 from .base import ApiHandler
 from .routes import EXPERIMENT, EXPERIMENTS, RUNS
 
@@ -28,11 +30,15 @@ class ExperimentHandler(ApiHandler):
 
 
 class RunsHandler(ApiHandler):
-    """``GET /api/experiments/:exp/runs``: every run, newest first."""
+    """``GET /api/experiments/:exp/runs``: every run matching ``?q=``, newest first."""
 
     async def get(self, experiment: str) -> None:
         metrics = self.list_argument("metrics")
-        self.write_json(await self.call_store(self.store.runs, experiment, metrics))
+        try:
+            query = parse_query(self.get_query_argument("q", ""))
+        except SearchError as exc:
+            raise ApiError(400, "query parameter 'q' is invalid: %s" % exc) from None
+        self.write_json(await self.call_store(self.store.runs, experiment, metrics, query))
 
 
 default_handlers = [

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-
-import orjson
+from typing import Awaitable, TypeVar
 
 from ..errors import ApiError
 from ..jupyter.notebook import NOTEBOOK_NAME, build_notebook, write_notebook
@@ -12,6 +11,8 @@ from ..jupyter.servers import JupyterUnavailable, NotebookServer
 from ..store.names import is_inside
 from .base import ApiHandler
 from .routes import JUPYTER_SPAWN, JUPYTER_STATUS, JUPYTER_STOP
+
+T = TypeVar("T")
 
 #: Most runs one notebook compares.
 MAX_RUNS = 50
@@ -30,11 +31,8 @@ class JupyterHandler(ApiHandler):
             raise ApiError(501, "notebooks are not available on this server")
         return server
 
-    def json_body(self) -> dict:
-        try:
-            body = orjson.loads(self.request.body or b"null")
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, "request body is not valid JSON: %s" % exc) from None
+    def json_object(self) -> dict:
+        body = self.json_body()
         if not isinstance(body, dict):
             raise ApiError(400, "request body must be a JSON object")
         return body
@@ -44,30 +42,39 @@ class SpawnHandler(JupyterHandler):
     """``POST /api/jupyter/spawn``: write ``interactive.ipynb`` for runs and return its URL."""
 
     async def post(self) -> None:
-        if self.context.read_only:
-            raise ApiError(403, "this server is read-only; notebooks cannot be written")
-        experiment, runs = self._runs_requested(self.json_body())
+        self.require_writable()
+        experiment, runs = self._runs_requested(self.json_object())
         folders = {}
         for run in runs:
             folders[run] = await self.call_store(self.store.run_dir, experiment, run)
 
+        # Jupyter is started before anything is written, so a spawn that fails
+        # with 501 or 503 leaves no file behind.
+        notebooks = self.notebooks
+        await self._jupyter_call(notebooks.ensure_running())
+
         path = self._notebook_path(experiment, folders)
-        notebook = build_notebook(experiment, {run: os.path.realpath(f) for run, f in folders.items()})
+        real_folders = {run: os.path.realpath(folder) for run, folder in folders.items()}
+        notebook = await self.call_store(build_notebook, experiment, real_folders)
         result = await self.call_store(write_notebook, path, notebook)
+        url = await self._jupyter_call(notebooks.url_for(path))
+        self.write_json({
+            "url": url,
+            "path": path,
+            "mode": notebooks.mode,
+            "written": result.written,
+            "edited": result.edited,
+        })
+
+    @staticmethod
+    async def _jupyter_call(call: Awaitable[T]) -> T:
+        """Await a call of the notebook server; its failures become a 501 or a 503."""
         try:
-            url = await self.notebooks.url_for(path)
+            return await call
         except JupyterUnavailable as exc:
             raise ApiError(501, str(exc)) from None
         except TimeoutError as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
-
-        self.write_json({
-            "url": url,
-            "path": path,
-            "mode": self.notebooks.mode,
-            "written": result.written,
-            "edited": result.edited,
-        })
 
     @staticmethod
     def _runs_requested(body: dict) -> tuple[str, list[str]]:

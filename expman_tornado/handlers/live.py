@@ -49,8 +49,10 @@ class EventStreamHandler(ApiHandler):
                 subscription.wake.clear()
                 chunks = await channel.take(subscription)
                 if chunks:
-                    self.write(b"".join(chunks))
-                    await self.flush()
+                    data = self.encode_events(chunks)
+                    if data:
+                        self.write(data)
+                        await self.flush()
                     if subscription.ended:
                         break
                     continue
@@ -65,6 +67,24 @@ class EventStreamHandler(ApiHandler):
             self.release()
         if not self.request.connection.stream.closed():
             self.finish()
+
+    def encode_events(self, chunks: list[bytes]) -> bytes:
+        """Return the bytes sent for events taken from the hub, each one encoded event.
+
+        A subclass that streams another format overrides it; an empty result sends nothing.
+        """
+        return b"".join(chunks)
+
+    async def subscribe_run(self, experiment: str, run: str, resume: Position | None,
+                            since_step: int | None) -> Subscription:
+        """Subscribe to a run's changes; an invalid name is a 400 and an unknown run a 404."""
+        try:
+            self.subscription = await self.hub.subscribe_run(experiment, run, resume, since_step)
+        except InvalidName as exc:
+            raise ApiError(400, str(exc)) from None
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        return self.subscription
 
     def release(self) -> None:
         if self.subscription is not None:
@@ -85,12 +105,7 @@ class RunLiveHandler(EventStreamHandler):
     async def get(self, experiment: str, run: str) -> None:
         since_step = self.int_argument("since_step", None, minimum=-1)
         resume = Position.parse(self.request.headers.get("Last-Event-ID"))
-        try:
-            self.subscription = await self.hub.subscribe_run(experiment, run, resume, since_step)
-        except InvalidName as exc:
-            raise ApiError(400, str(exc)) from None
-        except NotFound as exc:
-            raise ApiError(404, str(exc)) from None
+        await self.subscribe_run(experiment, run, resume, since_step)
         self.start_stream()
         await self.pump(self.subscription)
 

@@ -35,15 +35,20 @@ def read_tail(path: str, lines: int | None) -> bytes:
         if lines == 0:
             return b""
         end = size
-        data = b""
+        chunks: list[bytes] = []
+        newlines = 0
         while end > 0:
             start = max(0, end - _CHUNK)
             f.seek(start)
-            data = f.read(end - start) + data
+            chunk = f.read(end - start)
+            chunks.append(chunk)
+            # The newline that ends the file closes the last line, so it does not count.
+            newlines += chunk.count(b"\n") - (end == size and chunk.endswith(b"\n"))
             end = start
-            # One more newline than lines is needed, unless the file ends without one.
-            if data.count(b"\n", 0, len(data) - 1) >= lines:
+            # Chunks are counted once each, so a line of many megabytes costs linear time.
+            if newlines >= lines:
                 break
+    data = b"".join(reversed(chunks))
     body = data[:-1] if data.endswith(b"\n") else data
     kept = body.split(b"\n")[-lines:]
     text = b"\n".join(kept)

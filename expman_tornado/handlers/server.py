@@ -27,6 +27,8 @@ class ServerHandler(ApiHandler):
                 "read_only": context.read_only,
                 "live": hub is not None and hub.watcher is not None,
                 "subscribers": hub.subscribers if hub is not None else 0,
+                "jupyter": "notebooks" in context.extra and context.extra.get("jupyter_routes", False),
+                "editable": not context.read_only,
                 "store": context.store.root,
             }
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 
 import nbformat
@@ -157,32 +159,78 @@ def _python_dict(runs: dict[str, str]) -> str:
 
 def content_hash(notebook: nbformat.NotebookNode) -> str:
     """Return a hash of the cells' types and sources (outputs and ids excluded)."""
-    cells = [[cell["cell_type"], cell["source"]] for cell in notebook.cells]
-    return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
+    hashed = _cells_hash(notebook.cells)
+    assert hashed is not None, "a notebook built by nbformat has well-formed cells"
+    return hashed
+
+
+def _cells_hash(cells: object) -> str | None:
+    """Hash cells as loaded from JSON, or return None when they are not a list of cells.
+
+    A source is a string, or on disk a list of lines that nbformat joins on reading.
+    """
+    if not isinstance(cells, list):
+        return None
+    pairs = []
+    for cell in cells:
+        if not isinstance(cell, dict):
+            return None
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)
+        if not isinstance(source, str) or not isinstance(cell.get("cell_type"), str):
+            return None
+        pairs.append([cell["cell_type"], source])
+    return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()
+
+
+def _hashes_on_disk(path: str) -> tuple[str | None, str | None]:
+    """Return the hash recorded in the file at ``path`` and the hash of its cells.
+
+    Either is None when the file cannot be read as a notebook that records one.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError too.
+        return None, None
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return None, None
+    ours = data["metadata"].get(METADATA_KEY)
+    recorded = ours.get("content_sha256") if isinstance(ours, dict) else None
+    if not isinstance(recorded, str):
+        return None, None
+    return recorded, _cells_hash(data.get("cells"))
 
 
 def write_notebook(path: str, notebook: nbformat.NotebookNode) -> NotebookResult:
     """Write a notebook unless the file there was edited since it was generated.
 
     A file whose cells no longer match the hash recorded when it was generated
-    was edited (or was not written by this server) and is left untouched.
+    was edited, or was not written by this server, and is left untouched. So
+    is anything at ``path`` that is not a readable notebook. Outputs are not
+    hashed, so running the notebook is not an edit. The new file replaces the
+    old one in one rename, so a reader never sees half a notebook.
     """
-    if os.path.exists(path):
-        try:
-            existing = nbformat.read(path, as_version=4)
-        except (OSError, ValueError, nbformat.reader.NotJSONError):
-            return NotebookResult(path, written=False, edited=True)
-        recorded = existing.metadata.get(METADATA_KEY, {}).get("content_sha256")
-        if recorded != content_hash(existing):
+    if os.path.lexists(path):
+        recorded, actual = _hashes_on_disk(path)
+        if recorded is None or recorded != actual or os.path.islink(path):
             return NotebookResult(path, written=False, edited=True)
         if recorded == notebook.metadata[METADATA_KEY]["content_sha256"]:
             return NotebookResult(path, written=False, edited=False)
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = path + ".tmp-%d" % os.getpid()
-    with open(temporary, "w", encoding="utf-8") as f:
-        nbformat.write(notebook, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    # A name of its own per call, so two requests writing at once cannot mix their bytes.
+    temporary = "%s.tmp-%d-%s" % (path, os.getpid(), secrets.token_hex(4))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(descriptor, "w", encoding="utf-8") as f:
+            nbformat.write(notebook, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
     return NotebookResult(path, written=True, edited=False)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections import deque
+from stat import S_ISREG
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -14,6 +15,8 @@ import pyarrow.compute as pc
 
 from ..encoding import encode
 from ..store import NotFound, Store, UnreadableFile
+from ..store.media import with_url
+from ..store.names import is_link_outside
 from ..store.tables import STEP
 from .events import LOG_FILES, Position, format_event
 
@@ -122,10 +125,17 @@ class RunChannel(_Buffered):
         self._status: str | None = None
         self._signature: tuple | None = None
         self._artifacts: set[str] | None = None
+        #: Set when a log had more new bytes than one update reads (MAX_LOG_BYTES).
+        self.logs_pending = False
 
     @property
     def folder(self) -> str:
         return os.path.join(self.store.root, self.experiment, self.run)
+
+    def log_path(self, name: str) -> str | None:
+        """Return the path of a log of the run, or None for a symlink that resolves outside the run."""
+        path = os.path.join(self.folder, name)
+        return None if is_link_outside(path, self.folder) else path
 
     async def _in_thread(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -139,9 +149,12 @@ class RunChannel(_Buffered):
 
     def _read_start(self) -> None:
         details = self.store.run(self.experiment, self.run)
-        self.position = Position(details["rows"] or 0, {})
+        histograms = self._histogram_table()
+        self.position = Position(details["rows"] or 0, {},
+                                 histograms=histograms.num_rows if histograms is not None else 0,
+                                 media=len(self._media_entries()))
         for name in LOG_FILES:
-            offset, inode = _complete_log_size(os.path.join(self.folder, name))
+            offset, inode = _complete_log_size(self.log_path(name))
             self.position = self.position.with_log(name, offset)
             if inode is not None:
                 self._log_inodes[name] = inode
@@ -156,7 +169,9 @@ class RunChannel(_Buffered):
             snapshot = await self._in_thread(self._snapshot)
             subscription.initial.append(format_event("Snapshot", snapshot, self.position.event_id))
             if resume is not None:
-                start = Position(min(resume.rows, self.position.rows), resume.logs)
+                start = Position(min(resume.rows, self.position.rows), resume.logs,
+                                 min(resume.histograms, self.position.histograms),
+                                 min(resume.media, self.position.media))
                 subscription.initial.extend(await self._in_thread(self._catch_up, start, None))
             elif since_step is not None:
                 subscription.initial.extend(await self._in_thread(self._catch_up, None, since_step))
@@ -206,10 +221,45 @@ class RunChannel(_Buffered):
                 end = self.position.logs.get(name, 0)
                 if begin > end:
                     begin = 0  # The log was truncated or rotated since.
-                lines, _ = _read_lines(os.path.join(self.folder, name), begin, end)
+                lines, _ = read_log_lines(self.log_path(name), begin, end, to_end=True)
                 if lines:
                     chunks.append(format_event("LogMessage", {"file": name, "lines": lines},
                                                self.position.event_id))
+        chunks.extend(self._catch_up_histograms(start, since_step))
+        chunks.extend(self._catch_up_media(start, since_step))
+        return chunks
+
+    def _catch_up_histograms(self, start: Position | None, since_step: int | None) -> list[bytes]:
+        """Return one HistogramsUpdated for the histogram rows after ``start`` or step ``since_step``."""
+        table = self._histogram_table()
+        if table is None:
+            return []
+        table = table.slice(0, self.position.histograms)
+        if since_step is not None:
+            rows = table.filter(pc.fill_null(pc.greater(table.column(STEP), since_step), False))
+        else:
+            rows = table.slice(start.histograms if start else self.position.histograms)
+        if rows.num_rows == 0:
+            return []
+        return [format_event("HistogramsUpdated", _histograms_data(rows), self.position.event_id)]
+
+    def _catch_up_media(self, start: Position | None, since_step: int | None) -> list[bytes]:
+        """Return a MediaAdded for each media entry after ``start`` or step ``since_step``.
+
+        These events come last in a catch-up, so each one's id counts the
+        entries sent up to it, and a client that leaves halfway resumes there.
+        """
+        entries = self._media_entries()[: self.position.media]
+        first = start.media if start is not None else self.position.media
+        chunks = []
+        for index, entry in enumerate(entries):
+            if since_step is not None:
+                if entry["step"] is None or entry["step"] <= since_step:
+                    continue
+            elif index < first:
+                continue
+            event_id = self.position.with_media(index + 1).event_id
+            chunks.append(format_event("MediaAdded", self._media_event_data(entry), event_id))
         return chunks
 
     # Updates
@@ -219,19 +269,22 @@ class RunChannel(_Buffered):
         if self.deleted:
             return
         async with self.lock:
-            events = await self._in_thread(self._read_changes, changed)
+            events, end = await self._in_thread(self._read_changes, changed)
             for data, position, final in events:
                 self.position = position
                 self.publish(data, position, final)
+            # A file read back shorter moves the position without any event.
+            self.position = end
 
-    def _read_changes(self, changed: set[str]) -> list[tuple[bytes, Position, bool]]:
+    def _read_changes(self, changed: set[str]) -> tuple[list[tuple[bytes, Position, bool]], Position]:
+        """Return the events of a change, each with its position, and the position after them all."""
         try:
             self.store.run_dir(self.experiment, self.run)
         except NotFound:
             self.deleted = True
             data = format_event("RunDeleted", {"experiment": self.experiment, "run": self.run},
                                 self.position.event_id)
-            return [(data, self.position, True)]
+            return [(data, self.position, True)], self.position
 
         events: list[tuple[bytes, Position, bool]] = []
         position = self.position
@@ -249,17 +302,62 @@ class RunChannel(_Buffered):
             if data is not None:
                 events.append((data, position, False))
 
+        position, data = self._histograms_update(position)
+        if data is not None:
+            events.append((data, position, False))
+        position, media_events = self._media_update(position)
+        events.extend(media_events)
+
         if "run.yaml" in changed or "config.yaml" in changed:
             events.extend((data, position, False) for data in self._metadata_events(position))
         if any(name.startswith("artifacts") for name in changed):
             events.extend((data, position, False) for data in self._artifact_events(position))
-        return events
+        return events, position
 
     def _table(self) -> pa.Table | None:
         try:
             return self.store.metrics_table(self.experiment, self.run)
         except (UnreadableFile, NotFound):
             return None
+
+    def _histogram_table(self) -> pa.Table | None:
+        try:
+            return self.store.metrics_table(self.experiment, self.run, "histograms")
+        except (UnreadableFile, NotFound):
+            return None
+
+    def _histograms_update(self, position: Position) -> tuple[Position, bytes | None]:
+        """Return a HistogramsUpdated for the histogram rows added since ``position``, if any."""
+        table = self._histogram_table()
+        if table is None or table.num_rows == position.histograms:
+            return position, None
+        if table.num_rows < position.histograms:
+            # Read back shorter, as when the writer merges its segments at close.
+            return position.with_histograms(table.num_rows), None
+        rows = table.slice(position.histograms)
+        position = position.with_histograms(table.num_rows)
+        return position, format_event("HistogramsUpdated", _histograms_data(rows), position.event_id)
+
+    def _media_entries(self) -> list[dict]:
+        try:
+            return self.store.media(self.experiment, self.run)
+        except NotFound:
+            return []
+
+    def _media_update(self, position: Position) -> tuple[Position, list[tuple[bytes, Position, bool]]]:
+        """Return a MediaAdded event for each media.jsonl entry added since ``position``."""
+        entries = self._media_entries()
+        if len(entries) < position.media:
+            return position.with_media(len(entries)), []  # A rewritten, shorter media.jsonl.
+        events = []
+        for index in range(position.media, len(entries)):
+            position = position.with_media(index + 1)
+            data = format_event("MediaAdded", self._media_event_data(entries[index]), position.event_id)
+            events.append((data, position, False))
+        return position, events
+
+    def _media_event_data(self, entry: dict) -> dict:
+        return with_url(entry, self.run_file_url("files", entry["file"]))
 
     def _last_step(self) -> int | None:
         table = self._table()
@@ -279,10 +377,12 @@ class RunChannel(_Buffered):
         return events
 
     def _log_update(self, name: str, position: Position) -> tuple[Position, bytes | None]:
-        path = os.path.join(self.folder, name)
+        path = self.log_path(name)
         try:
-            stat = os.stat(path)
-        except FileNotFoundError:
+            stat = os.stat(path) if path is not None else None
+        except OSError:
+            stat = None
+        if stat is None or not S_ISREG(stat.st_mode):
             return position, None
         offset = position.logs.get(name, 0)
         if stat.st_ino != self._log_inodes.get(name, stat.st_ino) or stat.st_size < offset:
@@ -290,8 +390,11 @@ class RunChannel(_Buffered):
         self._log_inodes[name] = stat.st_ino
         if stat.st_size == offset:
             return position.with_log(name, offset), None
-        lines, end = _read_lines(path, offset, min(stat.st_size, offset + MAX_LOG_BYTES))
+        window_end = min(stat.st_size, offset + MAX_LOG_BYTES)
+        lines, end = read_log_lines(path, offset, window_end)
         position = position.with_log(name, end)
+        if window_end < stat.st_size:
+            self.logs_pending = True  # The hub reads the rest in another pass.
         if not lines:
             return position, None
         return position, format_event("LogMessage", {"file": name, "lines": lines}, position.event_id)
@@ -331,8 +434,12 @@ class RunChannel(_Buffered):
         return events
 
     def artifact_url(self, path: str) -> str:
+        return self.run_file_url("artifacts", path)
+
+    def run_file_url(self, route: str, path: str) -> str:
+        """Return the URL of a file of the run under ``route`` (``artifacts`` or ``files``)."""
         segments = ["api/experiments", quote(self.experiment, safe=""), "runs",
-                    quote(self.run, safe=""), "artifacts", quote(path, safe="/")]
+                    quote(self.run, safe=""), route, quote(path, safe="/")]
         return self.base_url.rstrip("/") + "/" + "/".join(segments)
 
 
@@ -341,41 +448,107 @@ def _signature(details: dict) -> tuple:
     return (details["name"], details["description"], tuple(details["tags"]), repr(details["config"]))
 
 
+def metrics_rows(data: bytes) -> bytes:
+    """Return the JSON list of rows of a MetricsUpdated event's data, without parsing it.
+
+    The data is built by :meth:`RunChannel._metrics_events` as
+    ``{"rows":[…],"last_step":N}``, and ``N`` is an integer or ``null``.
+    """
+    return data[len(b'{"rows":'):data.rindex(b',"last_step":')]
+
+
+def _histograms_data(rows: pa.Table) -> dict:
+    """Return the data of a HistogramsUpdated event: the tags of some rows and their last step."""
+    tags: list[str] = []
+    if "tag" in rows.column_names:
+        tags = sorted({tag for tag in rows.column("tag").to_pylist() if isinstance(tag, str)})
+    steps = rows.column(STEP).drop_null()
+    return {"tags": tags, "last_step": pc.max(steps).as_py() if len(steps) else None}
+
+
 def _json_int(value: int | None) -> bytes:
     return b"null" if value is None else str(int(value)).encode()
 
 
-def _complete_log_size(path: str) -> tuple[int, int | None]:
+def _open_regular(path: str | None):
+    """Open a regular file for reading; return None for a missing path, a folder, a FIFO or a device.
+
+    O_NONBLOCK keeps a FIFO under a log's name from blocking a reading thread.
+    """
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return open(fd, "rb")
+
+
+def _complete_log_size(path: str | None) -> tuple[int, int | None]:
     """Return the offset after the last complete line of a log, and its inode."""
-    try:
-        with open(path, "rb") as f:
-            stat = os.fstat(f.fileno())
-            size = stat.st_size
-            if size == 0:
-                return 0, stat.st_ino
-            f.seek(max(0, size - 65536))
-            tail = f.read()
-            cut = tail.rfind(b"\n")
-            if cut < 0:
-                # NOTE: a last line longer than the 64 KiB looked at makes a new
-                # client's first LogMessage start inside that line.
-                return max(0, size - len(tail)), stat.st_ino
-            return size - len(tail) + cut + 1, stat.st_ino
-    except FileNotFoundError:
+    f = _open_regular(path)
+    if f is None:
         return 0, None
+    with f:
+        stat = os.fstat(f.fileno())
+        size = stat.st_size
+        if size == 0:
+            return 0, stat.st_ino
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+    cut = tail.rfind(b"\n")
+    if cut < 0:
+        # NOTE: a last line longer than the 64 KiB looked at makes a new
+        # client's first LogMessage start inside that line.
+        return max(0, size - len(tail)), stat.st_ino
+    return size - len(tail) + cut + 1, stat.st_ino
 
 
-def _read_lines(path: str, start: int, end: int) -> tuple[list[str], int]:
-    """Read the complete lines between two offsets; return them and the offset after them."""
+def read_log_lines(path: str | None, start: int, end: int, to_end: bool = False) -> tuple[list[str], int]:
+    """Read the lines between two byte offsets of a log; return them and the offset after them.
+
+    Only complete lines are returned, unless ``to_end`` says that ``end`` is a
+    position the stream has already reached: then the bytes after the last line
+    end are returned too, as the start of a line. A window of MAX_LOG_BYTES or
+    more without any line end is returned as one piece of a longer line, cut
+    between two UTF-8 characters, so that a line longer than the window still
+    moves the reader on. Invalid UTF-8 is replaced. A path that is None or not a
+    readable regular file has no lines.
+    """
+    f = _open_regular(path)
+    if f is None:
+        return [], start
     try:
-        with open(path, "rb") as f:
+        with f:
             f.seek(start)
             data = f.read(max(0, end - start))
-    except FileNotFoundError:
+    except OSError as exc:
+        log.debug("Cannot read %s: %s", path, exc)
         return [], start
-    cut = data.rfind(b"\n")
-    if cut < 0:
+    cut = len(data) if to_end else data.rfind(b"\n") + 1
+    if cut == 0 and len(data) >= MAX_LOG_BYTES:
+        cut = _utf8_boundary(data)
+    if cut == 0:
         return [], start
-    text = data[: cut + 1].decode("utf-8", "replace")
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")[:-1]]
-    return lines, start + cut + 1
+    text = data[:cut].decode("utf-8", "replace")
+    pieces = text.split("\n")
+    if pieces[-1] == "":
+        pieces.pop()  # The text ends with a line end.
+    lines = [line[:-1] if line.endswith("\r") else line for line in pieces]
+    return lines, start + cut
+
+
+def _utf8_boundary(data: bytes) -> int:
+    """Return the length of ``data`` without a UTF-8 character cut off at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # A continuation byte: the character starts further back.
+        if byte < 0x80:
+            return len(data)
+        length = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+        return len(data) if back >= length else len(data) - back
+    return len(data)

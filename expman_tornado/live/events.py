@@ -16,22 +16,33 @@ _LOG_NAMES = {key: name for name, key in _LOG_KEYS.items()}
 
 @dataclass(frozen=True)
 class Position:
-    """How far a client has read a run: metric rows, and bytes of each log file.
+    """How far a client has read a run, counted in what the run's files hold.
 
-    Both come from the files (the row count of the run's metric table and the
-    log byte offsets), not from a counter of one server process, so another
-    process serving the same store resumes a stream at the same place.
+    The counts are metric rows, bytes of each log file, histogram rows and
+    media.jsonl entries. They come from the files, not from a counter of one
+    server process, so another process serving the same store resumes a
+    stream at the same place.
     """
 
     rows: int = 0
     logs: dict = field(default_factory=dict)
+    histograms: int = 0
+    media: int = 0
 
     @property
     def event_id(self) -> str:
-        """Return the id sent with an event, e.g. ``m120.r5123.c0``."""
+        """Return the id sent with an event, e.g. ``m120.r5123.c0`` or ``m120.r5123.c0.h4.i2``.
+
+        The histogram (``h``) and media (``i``) counts are left out while they
+        are 0, so ids of runs without either keep their older form.
+        """
         parts = ["m%d" % self.rows]
         for name in LOG_FILES:
             parts.append("%s%d" % (_LOG_KEYS[name], self.logs.get(name, 0)))
+        if self.histograms:
+            parts.append("h%d" % self.histograms)
+        if self.media:
+            parts.append("i%d" % self.media)
         return ".".join(parts)
 
     @classmethod
@@ -43,17 +54,26 @@ class Position:
         if match is None:
             return None
         logs = {}
+        counts = {"h": 0, "i": 0}
         for part in match.group("logs").split(".")[1:]:
             name = _LOG_NAMES.get(part[0])
             if name is not None:
                 logs[name] = int(part[1:])
-        return cls(int(match.group("rows")), logs)
+            elif part[0] in counts:
+                counts[part[0]] = int(part[1:])
+        return cls(int(match.group("rows")), logs, counts["h"], counts["i"])
 
     def with_rows(self, rows: int) -> Position:
         return replace(self, rows=rows)
 
     def with_log(self, name: str, offset: int) -> Position:
         return replace(self, logs={**self.logs, name: offset})
+
+    def with_histograms(self, rows: int) -> Position:
+        return replace(self, histograms=rows)
+
+    def with_media(self, entries: int) -> Position:
+        return replace(self, media=entries)
 
 
 def format_event(name: str, data: object, event_id: str | None = None) -> bytes:
@@ -63,6 +83,19 @@ def format_event(name: str, data: object, event_id: str | None = None) -> bytes:
     if event_id is not None:
         head += b"id: " + event_id.encode() + b"\n"
     return head + b"data: " + payload + b"\n\n"
+
+
+def parse_event(chunk: bytes) -> tuple[str, str | None, bytes]:
+    """Split one event encoded by :func:`format_event` into its name, id and data."""
+    head, _, data = chunk.partition(b"data: ")
+    name, event_id = "", None
+    for line in head.decode().splitlines():
+        field, _, value = line.partition(": ")
+        if field == "event":
+            name = value
+        elif field == "id":
+            event_id = value
+    return name, event_id, data[:-2] if data.endswith(b"\n\n") else data
 
 
 HEARTBEAT = b": heartbeat\n\n"

@@ -12,7 +12,7 @@ from tornado.ioloop import IOLoop
 
 from ..store import NotFound, Store
 from .channel import RunChannel, StoreChannel, Subscription
-from .events import Position, format_event
+from .events import LOG_FILES, Position, format_event
 from .watchers import Watcher, start_watcher
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,9 @@ class LiveHub:
                 await channel.update(names)
                 if channel.deleted:
                     self._channels.pop(key, None)  # type: ignore[arg-type]
+                elif channel.logs_pending:
+                    channel.logs_pending = False
+                    self.on_change(os.path.join(channel.folder, LOG_FILES[0]), False)
 
     async def _update_tree(self) -> None:
         experiments, runs = await self._in_thread(self._read_tree)

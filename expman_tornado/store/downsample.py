@@ -22,7 +22,7 @@ def downsample(table: pa.Table, max_points: int) -> pa.Table:
     if max_points <= 0 or table.num_rows <= max_points:
         return table
     if not metrics:
-        return table.take(_spread(np.arange(table.num_rows), max_points))
+        return table.take(spread(np.arange(table.num_rows), max_points))
 
     kept_per_column = {name: _keep(table.column(name), max_points) for name in metrics}
     rows = np.unique(np.concatenate(list(kept_per_column.values())))
@@ -41,7 +41,7 @@ def _keep(column: pa.ChunkedArray, max_points: int) -> np.ndarray:
     if len(present) <= max_points:
         return present
     if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-        return _spread(present, max_points)
+        return spread(present, max_points)
 
     values = column.to_numpy(zero_copy_only=False)[present].astype(np.float64)
     finite = np.isfinite(values)
@@ -59,7 +59,7 @@ def _keep(column: pa.ChunkedArray, max_points: int) -> np.ndarray:
             break
         chosen, buckets = more, more_buckets
     if len(chosen) > max_points:
-        chosen = _spread(chosen, max_points)
+        chosen = spread(chosen, max_points)
     return present[chosen]
 
 
@@ -89,7 +89,7 @@ def _first_match(bucket: np.ndarray, values: np.ndarray, reduce, starts: np.ndar
     return hits[first]
 
 
-def _spread(indices: np.ndarray, count: int) -> np.ndarray:
+def spread(indices: np.ndarray, count: int) -> np.ndarray:
     """Pick ``count`` evenly spread entries, the first and last included."""
     if len(indices) <= count:
         return indices

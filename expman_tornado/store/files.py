@@ -1,8 +1,9 @@
-"""File identity and the cache of parsed files keyed by it."""
+"""File identity, the cache of parsed files keyed by it, and media types of file names."""
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import threading
 import time
@@ -27,15 +28,30 @@ class Identity(NamedTuple):
     mtime_ns: int
 
 
+def guess_mime(name: str) -> str:
+    """Return the media type of a file name (octet-stream when unknown)."""
+    ext = os.path.splitext(name)[1].lower()
+    special = {".parquet": "application/vnd.apache.parquet", ".arrow": "application/vnd.apache.arrow.stream",
+               ".log": "text/plain", ".yaml": "application/yaml", ".yml": "application/yaml",
+               ".jsonl": "application/jsonl", ".csv": "text/csv", ".md": "text/markdown"}
+    if ext in special:
+        return special[ext]
+    mime, _ = mimetypes.guess_type(name, strict=False)
+    return mime or "application/octet-stream"
+
+
 def identity_of(stat: os.stat_result) -> Identity:
     return Identity(stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def stat_identity(path: str) -> Identity | None:
-    """Return the identity of a regular file, or None when it is missing."""
+    """Return the identity of a regular file, or None when it is missing or cannot be reached.
+
+    A folder on the way that this process may not search (EACCES) counts as missing.
+    """
     try:
         stat = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return None
     if not os.path.isfile(path):
         return None

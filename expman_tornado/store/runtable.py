@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 
@@ -10,6 +11,9 @@ import pyarrow.compute as pc
 
 from . import tables
 from .files import FileCache, Identity, ParseError, UnreadableFile, identity_of
+
+#: Source of :attr:`RunTable.generation` numbers, unique across all tables of the process.
+_GENERATIONS = itertools.count(1)
 
 
 class RunTable:
@@ -21,19 +25,28 @@ class RunTable:
     decodes only the new bytes and appends them, so an update costs the same at
     step 1,000 and at step 1,000,000. Any other change (a new or rewritten
     parquet file, a step logged again, a replaced segment) rebuilds the table
-    with :func:`tables.combine`.
+    with :func:`tables.combine`. Histogram rows are identified by tag and step
+    (see :data:`tables.GROUP_COLUMNS`), so "after every step seen so far" holds
+    per tag for them.
     """
 
     def __init__(self, folder: str, kind: str, files: FileCache, root: str | None = None):
         self.folder = folder
         self.kind = kind
         self.root = root
+        self.group = tables.GROUP_COLUMNS.get(kind)
         self._files = files
         self._lock = threading.Lock()
         self._readers: dict[str, tables.SegmentReader] = {}
         self._key: tuple | None = None
         self._table: pa.Table | None = None
-        self._max_step: int | None = None
+        # The largest step of each group value (key None for kinds without groups).
+        self._max_steps: dict = {}
+        #: A number that changes on every rebuild and is never used by another
+        #: table. While it is unchanged, the rows of an earlier read are still the
+        #: first rows of the table, so a reader that keeps something per row
+        #: needs to handle only the rows after them.
+        self.generation = 0
         # How many record batches of each segment the table holds. Readers keep
         # every batch they decoded, so an update that fails loses none of them.
         self._used: dict[str, int] = {}
@@ -60,20 +73,25 @@ class RunTable:
 
     def read(self) -> pa.Table:
         """Return every row; raise UnreadableFile when no good copy can be had."""
+        return self.read_with_generation()[0]
+
+    def read_with_generation(self) -> tuple[pa.Table, int]:
+        """Return every row and the :attr:`generation` of that table, read together."""
         parquet_path, segments, parquet_identity, key = self._stat_files()
 
         with self._lock:
             if key == self._key and self._table is not None:
-                return self._table
+                return self._table, self.generation
             update = None
             if self._table is not None and self._only_appended(key):
                 update = self._append(segments)
             if update is None:
                 update = self._rebuild(parquet_path, parquet_identity, segments)
-            self._table, self._max_step, self._used = update
+                self.generation = next(_GENERATIONS)
+            self._table, self._max_steps, self._used = update
             self._key = key
             self._readers = {p: r for p, r in self._readers.items() if p in dict(segments)}
-            return self._table
+            return self._table, self.generation
 
     def _only_appended(self, key: tuple) -> bool:
         """Whether the change since the last read is only bytes added to segments."""
@@ -102,17 +120,18 @@ class RunTable:
                 new_tables.append(self._normalize(path, pa.Table.from_batches(batches[used.get(path, 0):])))
             used[path] = len(batches)
         if not new_tables:
-            return self._table, self._max_step, used
+            return self._table, self._max_steps, used
         new_rows = tables.concat(new_tables)
-        steps = new_rows.column(tables.STEP).drop_null()
-        max_step = self._max_step
-        if len(steps):
-            if max_step is not None and pc.min(steps).as_py() <= max_step:
+        max_steps = dict(self._max_steps)
+        for key, (low, high, count, distinct) in tables.step_ranges(new_rows, self.group).items():
+            if low is None:
+                continue  # Rows without a step are never merged.
+            if count != distinct:
                 return None
-            if pc.count_distinct(steps).as_py() != len(steps):
+            if max_steps.get(key) is not None and low <= max_steps[key]:
                 return None
-            max_step = pc.max(steps).as_py()
-        return tables.concat([self._table, new_rows]), max_step, used
+            max_steps[key] = high
+        return tables.concat([self._table, new_rows]), max_steps, used
 
     def _rebuild(self, parquet_path, parquet_identity, segments) -> tuple:
         parquet = None
@@ -136,9 +155,14 @@ class RunTable:
             used[path] = len(reader.batches)
             if table.num_columns:
                 segment_tables.append((ident, self._normalize(path, table)))
-        table = tables.combine(parquet, parquet_identity, segment_tables)
-        steps = table.column(tables.STEP).drop_null()
-        return table, pc.max(steps).as_py() if len(steps) else None, used
+        table = tables.combine(parquet, parquet_identity, segment_tables, self.group)
+        return table, self._max_steps_of(table), used
+
+    def _max_steps_of(self, table: pa.Table) -> dict:
+        if self.group is None:
+            steps = table.column(tables.STEP).drop_null()
+            return {None: pc.max(steps).as_py() if len(steps) else None}
+        return {key: high for key, (_, high, _, _) in tables.step_ranges(table, self.group).items()}
 
     def _normalize(self, path: str, table: pa.Table) -> pa.Table:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import mimetypes
 import os
 import threading
 from collections import OrderedDict
@@ -15,9 +14,14 @@ import pyarrow as pa
 
 from . import tables
 from .edits import edit_yaml
-from .files import FileCache, Identity, UnreadableFile, identity_of
+from .files import FileCache, Identity, UnreadableFile, guess_mime, identity_of
+from .histograms import HistogramSeries
+from .histograms import select as select_histograms
+from .media import MEDIA_LOG, MediaLog, filter_tags
 from .metadata import experiment_fields, parse_instant, run_fields
 from .runtable import RunTable
+from .search import Node
+from .summary import best_values, merge_best
 from .names import (
     InvalidName,
     check_name,
@@ -62,7 +66,10 @@ class Store:
         self.cache_bytes = cache_bytes
         self.files = FileCache()
         self._tables: OrderedDict[tuple[str, str], RunTable] = OrderedDict()
-        self._tails: dict[str, tuple[Any, dict]] = {}
+        # Per run folder: (files key, tails, best values, table generation, rows).
+        self._tails: dict[str, tuple[Any, dict, dict, int, int]] = {}
+        self._histograms: dict[str, HistogramSeries] = {}
+        self._media: dict[str, MediaLog] = {}
         self._lock = threading.Lock()
 
     # Folders
@@ -131,31 +138,35 @@ class Store:
 
     # Runs
 
-    def runs(self, experiment: str, metrics: list[str] | None = None) -> list[dict]:
-        """Return every run of an experiment, newest ``started_at`` first."""
-        summaries = [self._run_summary(experiment, run, metrics) for run in self.run_ids(experiment)]
+    def runs(self, experiment: str, metrics: list[str] | None = None, query: Node | None = None) -> list[dict]:
+        """Return the runs of an experiment that match ``query`` (all for None), newest ``started_at`` first.
+
+        The query is matched against every metric, and ``metrics`` then keeps
+        only those keys in ``scalars``, ``metrics`` and ``best``.
+        """
+        summaries = [self._run_summary(experiment, run) for run in self.run_ids(experiment)]
+        if query is not None:
+            summaries = [summary for summary in summaries if query.matches(summary)]
+        if metrics is not None:
+            summaries = [_keep_metrics(summary, metrics) for summary in summaries]
         summaries.sort(key=lambda summary: summary["id"])
         summaries.sort(key=_started_key)
         return summaries
 
-    def _run_summary(self, experiment: str, run: str, metrics: list[str] | None) -> dict:
+    def _run_summary(self, experiment: str, run: str) -> dict:
         folder = os.path.join(self.root, experiment, run)
         files = _scan(folder)
         fields = run_fields(self._yaml(os.path.join(folder, "run.yaml")), run, experiment)
         config = self._config(folder)
-        tails = self._tails_of(folder)
-        scalars = fields["scalars"]
-        if metrics is not None:
-            scalars = {k: v for k, v in scalars.items() if k in metrics}
-            tails = {k: v for k, v in tails.items() if k in metrics}
+        tails, best = self._metric_summary(folder)
         newest = max((ident.mtime_ns for ident in files.values()), default=0) / 1e9
         return {
             "id": run,
             **fields,
-            "scalars": scalars,
             "stale": self._is_stale(fields, newest, time.time()),
             "params": flatten(config),
             "metrics": tails,
+            "best": best,
         }
 
     def run(self, experiment: str, run: str) -> dict:
@@ -175,6 +186,7 @@ class Store:
             "config": self._config(folder),
             "columns": _columns(table) if table is not None else [],
             "rows": table.num_rows if table is not None else None,
+            "best": self._metric_summary(folder)[1],
             "artifacts_count": len(self._artifact_paths(folder)),
             "logs": [name for name in LOG_FILES if name in files],
         }
@@ -189,6 +201,11 @@ class Store:
         heartbeat = parse_instant(fields["heartbeat_at"])
         last_sign = max(newest_mtime, heartbeat.timestamp() if heartbeat else 0.0)
         return now - last_sign > self.stale_after
+
+    def config_as_written(self, experiment: str, run: str) -> dict:
+        """Return config.yaml with JSON-safe values, nested params left as the strings written."""
+        raw = self._yaml(os.path.join(self.run_dir(experiment, run), "config.yaml"))
+        return clean_for_json(raw) if isinstance(raw, dict) else {}
 
     def _config(self, run_folder: str) -> dict:
         raw = self._yaml(os.path.join(run_folder, "config.yaml"))
@@ -237,35 +254,78 @@ class Store:
         """Drop the least recently used tables while they hold more than ``cache_bytes``.
 
         A dropped table is read again from its files when next asked for; a
-        live run's segments are then decoded from their start once.
+        live run's segments are then decoded from their start once. The parsed
+        histograms of a run count too, and are dropped with its histogram table.
         """
         with self._lock:
             total = sum(run_table.nbytes for run_table in self._tables.values())
+            total += sum(series.nbytes for series in self._histograms.values())
             while total > self.cache_bytes and len(self._tables) > 1:
-                (folder, _), run_table = next(iter(self._tables.items()))
+                (folder, kind), run_table = next(iter(self._tables.items()))
                 total -= run_table.nbytes
-                del self._tables[next(iter(self._tables))]
+                del self._tables[(folder, kind)]
+                series = self._histograms.get(folder)
+                if kind == "histograms" and series is not None:
+                    total -= series.nbytes
+                    del self._histograms[folder]
                 self.files.forget(os.path.join(folder, ""), kind="parquet")
 
-    def _tails_of(self, run_folder: str) -> dict:
-        """Return the last non-null value of each metric column (NaN counts, as null).
+    def _metric_summary(self, run_folder: str) -> tuple[dict, dict]:
+        """Return the tails and the best values (:func:`best_values`) of a run's metrics.
 
-        Tails are kept by the identities of the metric files, so an unchanged
-        run is not read again even after its table left the cache.
+        A tail is the last non-null value of a metric column (NaN counts, as
+        null). Both are kept by the identities of the metric files, so an
+        unchanged run is not read again even after its table left the cache.
+        While a live run's table only grows, the best values are updated from
+        the new rows alone.
         """
         run_table = self._run_table(run_folder, "vectors")
         key = run_table.files_key()
         cached = self._tails.get(run_folder)
         if cached is not None and cached[0] == key:
-            return cached[1]
+            return cached[1], cached[2]
         try:
-            table = self._table(run_folder, "vectors")
+            table, generation = run_table.read_with_generation()
         except UnreadableFile:
-            return {}
+            return {}, {}
+        self._evict_tables()
+        if cached is not None and cached[3] == generation and table.num_rows >= cached[4]:
+            best = merge_best(cached[2], best_values(table.slice(cached[4])))
+        else:
+            best = best_values(table)
         tails = _last_values(table)
         with self._lock:
-            self._tails[run_folder] = (key, tails)
-        return tails
+            self._tails[run_folder] = (key, tails, best, generation, table.num_rows)
+        return tails, best
+
+    # Histograms and media
+
+    def histograms(self, experiment: str, run: str, tags: list[str] | None = None,
+                   max_steps: int = 0) -> dict[str, list[dict]]:
+        """Return ``{tag: [{step, edges, counts}]}`` (see :func:`histograms.select`).
+
+        Edges and counts are numpy arrays. A run without histograms returns ``{}``.
+        """
+        folder = self.run_dir(experiment, run)
+        run_table = self._run_table(folder, "histograms")
+        with self._lock:
+            series = self._histograms.get(folder)
+            if series is None or series.run_table is not run_table:
+                series = self._histograms[folder] = HistogramSeries(run_table)
+        by_tag = series.read()
+        self._evict_tables()
+        return select_histograms(by_tag, tags, max_steps)
+
+    def media(self, experiment: str, run: str, tags: list[str] | None = None) -> list[dict]:
+        """Return the entries of a run's ``media.jsonl`` (see :class:`MediaLog`), of some tags or all."""
+        folder = self.run_dir(experiment, run)
+        if is_link_outside(os.path.join(folder, MEDIA_LOG), self.root):
+            return []
+        with self._lock:
+            media_log = self._media.get(folder)
+            if media_log is None:
+                media_log = self._media[folder] = MediaLog(folder)
+        return filter_tags(media_log.read(), tags)
 
     # Files
 
@@ -410,18 +470,6 @@ def _file_entry(path: str, relative: str, is_default: bool) -> dict | None:
     }
 
 
-def guess_mime(name: str) -> str:
-    """Return the media type of a file name (octet-stream when unknown)."""
-    ext = os.path.splitext(name)[1].lower()
-    special = {".parquet": "application/vnd.apache.parquet", ".arrow": "application/vnd.apache.arrow.stream",
-               ".log": "text/plain", ".yaml": "application/yaml", ".yml": "application/yaml",
-               ".jsonl": "application/jsonl", ".csv": "text/csv", ".md": "text/markdown"}
-    if ext in special:
-        return special[ext]
-    mime, _ = mimetypes.guess_type(name, strict=False)
-    return mime or "application/octet-stream"
-
-
 def _tree_size(folder: str) -> int:
     total = 0
     for dirpath, _, filenames in os.walk(folder):
@@ -453,6 +501,14 @@ def _started_key(summary: dict) -> tuple:
 
 def _columns(table: pa.Table) -> list[dict]:
     return [{"name": field.name, "type": str(field.type)} for field in table.schema]
+
+
+def _keep_metrics(summary: dict, metrics: list[str]) -> dict:
+    """Return a run summary with only the given keys in ``scalars``, ``metrics`` and ``best``."""
+    kept = dict(summary)
+    for group in ("scalars", "metrics", "best"):
+        kept[group] = {key: value for key, value in summary[group].items() if key in metrics}
+    return kept
 
 
 def _last_values(table: pa.Table) -> dict:

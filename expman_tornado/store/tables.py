@@ -32,6 +32,11 @@ TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 _SEGMENT = re.compile(r"^(?P<kind>vectors|histograms|system)-(?P<number>\d+)\.arrow$")
 
+#: The column that, with the step, identifies a row of a kind of table. The
+#: logger writes one histogram per tag and step, so histogram rows of different
+#: tags at one step are never merged. Other kinds are identified by the step alone.
+GROUP_COLUMNS = {"histograms": "tag"}
+
 
 def segment_kind(name: str) -> str | None:
     """Return ``vectors``, ``histograms`` or ``system`` for a segment file name."""
@@ -315,16 +320,21 @@ def empty_table() -> pa.Table:
     )
 
 
-def merge_steps(table: pa.Table) -> pa.Table:
+def merge_steps(table: pa.Table, group: str | None = None) -> pa.Table:
     """Merge rows that share a step, as the expman writer does when it closes a run.
 
     The merged row stays where the step first appeared and takes the newer
     timestamp; in each column the later value wins unless it is null or NaN.
-    Rows without a step are never merged.
+    Rows without a step are never merged. With ``group`` (a column name, see
+    :data:`GROUP_COLUMNS`), only rows that also share that column's value merge.
     """
-    steps = table.column(STEP)
-    non_null = steps.drop_null()
-    if len(non_null) == 0 or pc.count_distinct(non_null).as_py() == len(non_null):
+    if group is not None and group not in table.column_names:
+        group = None
+    if group is None:
+        steps = table.column(STEP).drop_null()
+        if len(steps) == 0 or pc.count_distinct(steps).as_py() == len(steps):
+            return table
+    elif all(count == distinct for _, _, count, distinct in step_ranges(table, group).values()):
         return table
 
     frame = pl.from_arrow(table)
@@ -335,6 +345,10 @@ def merge_steps(table: pa.Table) -> pa.Table:
     no_step_key, step_key = _unused_name(frame, "__no_step"), _unused_name(frame, "__key")
     keys = [no_step.alias(no_step_key),
             pl.when(no_step).then(pl.int_range(pl.len(), dtype=pl.Int64)).otherwise(pl.col(STEP)).alias(step_key)]
+    key_names = [no_step_key, step_key]
+    if group is not None:
+        key_names.append(_unused_name(frame, "__group"))
+        keys.append(pl.col(group).alias(key_names[-1]))
     aggregations = [pl.col(STEP).first(), pl.col(TIMESTAMP).last()]
     for name, dtype in frame.schema.items():
         if name in (STEP, TIMESTAMP):
@@ -344,11 +358,38 @@ def merge_steps(table: pa.Table) -> pa.Table:
         aggregations.append(pl.coalesce(present.drop_nulls().last(), values.last()).alias(name))
     merged = (
         frame.with_columns(keys)
-        .group_by([no_step_key, step_key], maintain_order=True)
+        .group_by(key_names, maintain_order=True)
         .agg(aggregations)
-        .drop([no_step_key, step_key])
+        .drop(key_names)
     )
     return merged.to_arrow().cast(table.schema)
+
+
+def step_ranges(table: pa.Table, group: str | None = None) -> dict:
+    """Return ``{group value: (min step, max step, steps, distinct steps)}`` of a table.
+
+    Without ``group`` the only key is None. Null steps are not counted, and a
+    group with no step has None as its min and max.
+    """
+    if group is None:
+        # Live updates call this for every flush, and the compute functions cost
+        # a fraction of a grouped aggregation.
+        steps = table.column(STEP).drop_null()
+        if len(steps) == 0:
+            return {None: (None, None, 0, 0)}
+        extremes = pc.min_max(steps)
+        return {None: (extremes["min"].as_py(), extremes["max"].as_py(), len(steps),
+                       pc.count_distinct(steps).as_py())}
+    if group not in table.column_names:
+        table = table.append_column(group, pa.nulls(table.num_rows, pa.string()))
+    keys = [group]
+    aggregated = table.select([STEP] + keys).group_by(keys).aggregate(
+        [(STEP, "min"), (STEP, "max"), (STEP, "count"), (STEP, "count_distinct")]
+    )
+    ranges = {}
+    for row in aggregated.to_pylist():
+        ranges[row[group]] = (row["step_min"], row["step_max"], row["step_count"], row["step_count_distinct"])
+    return ranges
 
 
 def _unused_name(frame: pl.DataFrame, name: str) -> str:
@@ -362,6 +403,7 @@ def combine(
     parquet: pa.Table | None,
     parquet_identity: Identity | None,
     segments: list[tuple[Identity, pa.Table]],
+    group: str | None = None,
 ) -> pa.Table:
     """Combine a run's parquet file and its live segments into one table of rows.
 
@@ -370,15 +412,16 @@ def combine(
     segments, so for a moment both exist: segments not newer than the parquet
     file are already in it and are skipped. Segments newer than the parquet file
     hold rows written after it (a resumed run) and follow its rows. The parquet
-    file's own rows are served as written, repeated steps included.
+    file's own rows are served as written, repeated steps included. ``group``
+    is passed on to :func:`merge_steps`.
     """
     if parquet is not None and parquet_identity is not None:
         later = [t for ident, t in segments if ident.mtime_ns > parquet_identity.mtime_ns]
         if not later:
             return parquet
-        return concat([parquet, merge_steps(concat(later))])
+        return concat([parquet, merge_steps(concat(later), group)])
     if segments:
-        return merge_steps(concat([t for _, t in segments]))
+        return merge_steps(concat([t for _, t in segments]), group)
     return empty_table()
 
 
@@ -390,7 +433,7 @@ def metric_files(run_dir: str, kind: str = "vectors", inside: str | None = None)
     """
     try:
         names = os.listdir(run_dir)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # Missing, not a folder, or not readable by this process.
         return None, []
 
     def allowed(name: str) -> bool:
