@@ -1137,3 +1137,26 @@ def test_table_cache_evicts_least_recent(tmp_path):
     tails = {run["id"]: run["metrics"] for run in store.runs("cache")}
     assert set(tails) == {"r0", "r1", "r2", "r3"}
     assert store.metrics_table("cache", "r0").num_rows == 2000
+
+
+def test_append_reads_only_changed_segments(tmp_path, monkeypatch):
+    """A live run with many segments: an update decodes the new segment only."""
+    from expman_tornado.store import Store
+    from expman_tornado.store import tables as store_tables
+
+    root = str(tmp_path / "store")
+    folder = make_run(root, "many", "live", status="RUNNING")
+    for index in range(50):
+        write_segment(os.path.join(folder, "vectors-%04d.arrow" % index),
+                      metric_table([2 * index, 2 * index + 1], loss=[1.0, 2.0]))
+    store = Store(root)
+    assert store.metrics_table("many", "live").num_rows == 100
+
+    reads = []
+    original = store_tables.SegmentReader.read
+    monkeypatch.setattr(store_tables.SegmentReader, "read",
+                        lambda self: reads.append(self.path) or original(self))
+    write_segment(os.path.join(folder, "vectors-0050.arrow"), metric_table([100, 101], loss=[3.0, 4.0]))
+    table = store.metrics_table("many", "live")
+    assert table.num_rows == 102
+    assert [os.path.basename(path) for path in reads] == ["vectors-0050.arrow"]

@@ -16,6 +16,10 @@ from .files import FileCache, Identity, ParseError, UnreadableFile, identity_of
 _GENERATIONS = itertools.count(1)
 
 
+#: Chunks a table may hold (one per appended batch or so) before they are combined.
+MAX_CHUNKS = 512
+
+
 class RunTable:
     """All rows of one kind of table (``vectors``, ``system``, …) of one run folder.
 
@@ -90,7 +94,8 @@ class RunTable:
                 self.generation = next(_GENERATIONS)
             self._table, self._max_steps, self._used = update
             self._key = key
-            self._readers = {p: r for p, r in self._readers.items() if p in dict(segments)}
+            present = dict(segments)
+            self._readers = {p: r for p, r in self._readers.items() if p in present}
             return self._table, self.generation
 
     def _only_appended(self, key: tuple) -> bool:
@@ -110,7 +115,10 @@ class RunTable:
         """Return the table with the segments' new rows appended, or None if it needs a rebuild."""
         new_tables = []
         used = dict(self._used)
-        for path, _ in segments:
+        unchanged = dict(self._key[1]) if self._key is not None else {}
+        for path, identity in segments:
+            if unchanged.get(path) == identity:
+                continue  # A live run makes a segment per flush or so: read only the changed ones.
             reader = self._reader(path)
             reader.read()
             batches = reader.batches
@@ -131,7 +139,10 @@ class RunTable:
             if max_steps.get(key) is not None and low <= max_steps[key]:
                 return None
             max_steps[key] = high
-        return tables.concat([self._table, new_rows]), max_steps, used
+        table = tables.concat([self._table, new_rows])
+        if table.num_columns and table.column(0).num_chunks > MAX_CHUNKS:
+            table = table.combine_chunks()  # Once per MAX_CHUNKS appends, so slicing stays fast.
+        return table, max_steps, used
 
     def _rebuild(self, parquet_path, parquet_identity, segments) -> tuple:
         parquet = None
