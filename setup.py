@@ -79,6 +79,7 @@ setup(
             "requests",
             "schemathesis==4.32.5",
             "hypothesis",
+            "playwright>=1.40",
             "build",
             # The extension tests run spawned notebooks in a python3 kernel, with and
             # without matplotlib.
