@@ -24,6 +24,9 @@ EXPERIMENT = "demo-mnist"
 #: Seconds between two steps of the live run.
 LIVE_STEP_SECONDS = 0.25
 
+#: Step at which the live run gets its tags and description (a few flushes after its start).
+METADATA_STEP = 8
+
 _LOGGER_OPTIONS = dict(
     redirect_console=False, system_metrics_interval_secs=0, capture_provenance=False
 )
@@ -103,8 +106,6 @@ class _LiveRun:
         self._stopped = threading.Event()
         self._run = Experiment(EXPERIMENT, run_name=self.name, base_dir=folder, **_LOGGER_OPTIONS)
         self._run.log_params({"lr": 0.05, "batch_size": 64, "optimizer": {"name": "sgd", "momentum": 0.9}})
-        set_run_metadata(self._run, tags=["demo", "live"],
-                         description="This run keeps training while the demo server runs.")
         self._thread = threading.Thread(target=self._train, name="expman-demo-run", daemon=True)
 
     def start(self) -> None:
@@ -124,4 +125,15 @@ class _LiveRun:
                 values["val/acc"] = values["train/acc"] - 0.02
                 self._run.info("step %d: loss %.4f" % (step, values["train/loss"]))
             self._run.log_vector(values, step=step)
+            if step == METADATA_STEP:
+                self._set_metadata()
             step += 1
+
+    def _set_metadata(self) -> None:
+        # NOTE: set right after the run starts, expman-rs 1.3 sometimes loses these
+        # fields and once showed the run as CRASHED; a few steps later it has not.
+        try:
+            set_run_metadata(self._run, tags=["demo", "live"],
+                             description="This run keeps training while the demo server runs.")
+        except RuntimeError as exc:
+            log.warning("Could not set the tags of demo run %s: %s", self.name, exc)

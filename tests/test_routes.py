@@ -217,3 +217,12 @@ async def test_dashboard_page_for_other_paths(http_client, base_url):
     assert response.headers["Content-Type"].startswith("text/html")
     assert b"__EXPMAN_BASE_URL__" not in response.body
     assert json.dumps("/")[1:-1].encode() in response.body
+
+
+@pytest.mark.gen_test
+async def test_int64_step_bounds(http_client, base_url):
+    url = base_url + RUN + "/metrics?since_step=9223372036854775807"
+    assert strict_json((await http_client.fetch(url)).body) == []
+    too_big = await http_client.fetch(base_url + RUN + "/metrics?since_step=9223372036854775808",
+                                      raise_error=False)
+    assert_api_error(too_big, 400, mentions="64-bit")

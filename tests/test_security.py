@@ -228,3 +228,27 @@ async def test_patch_while_logger_writes(http_client, base_url, store_root):
         final = yaml.safe_load(f)
     assert final["status"] == "FINISHED"
     assert final["started_at"]
+
+
+@pytest.mark.gen_test
+async def test_patch_malformed_yaml_is_422(http_client, base_url, store_root):
+    path = os.path.join(store_root, "vision", "baseline", "run.yaml")
+    with open(path, "w") as f:
+        f.write("status: [unclosed\n")
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    response = await http_client.fetch(base_url + RUN, method="PATCH", headers=XSRF,
+                                       body=json.dumps({"description": "x"}), raise_error=False)
+    assert_api_error(response, 422, mentions="fix it by hand")
+    with open(path) as f:
+        assert f.read() == "status: [unclosed\n"
+
+
+class TestTokenOnUnknownRoute:
+    @pytest.fixture
+    def server_config(self) -> dict:
+        return {"token": TOKEN}
+
+    @pytest.mark.gen_test
+    async def test_unknown_route_needs_token(self, http_client, base_url):
+        response = await http_client.fetch(base_url + "/api/nope", raise_error=False)
+        assert_api_error(response, 403)

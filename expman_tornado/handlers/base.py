@@ -17,13 +17,16 @@ from ..encoding import BodyCache
 from ..errors import ApiError
 from .auth import TokenAuthMixin
 from ..store import InvalidName, NotFound, OutsideStore, Store, UnreadableFile
-from ..store.edits import EditConflict, InvalidEdit
+from ..store.edits import EditConflict, InvalidEdit, UneditableFile
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+
+#: Query integers are steps and counts, so they must fit in int64.
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 #: Largest request body the API accepts, in bytes.
 MAX_BODY_BYTES = 64 * 1024
@@ -135,6 +138,8 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
             raise await self._unreadable_error(exc, args) from None
         except InvalidEdit as exc:
             raise ApiError(400, str(exc)) from None
+        except UneditableFile as exc:
+            raise ApiError(422, str(exc)) from None
         except EditConflict as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         except PermissionError as exc:
@@ -167,9 +172,11 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         raw = self.get_query_argument(name, None)
         if raw is None:
             return default
-        if not _INTEGER.match(raw):
+        if not _INTEGER.match(raw) or len(raw) > 20:
             raise ApiError(400, "query parameter %r must be an integer, got %r" % (name, raw))
         value = int(raw)
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ApiError(400, "query parameter %r must fit in a 64-bit integer, got %s" % (name, raw))
         if minimum is not None and value < minimum:
             raise ApiError(400, "query parameter %r must be at least %d, got %d" % (name, minimum, value))
         return value
@@ -203,4 +210,5 @@ class ApiNotFoundHandler(ApiHandler):
     """Every ``/api`` path that no other route matched: a JSON 404."""
 
     def prepare(self) -> None:
+        super().prepare()  # Without the token, even an unknown route is a 403.
         raise ApiError(404, "no API route matches %s" % self.request.path)

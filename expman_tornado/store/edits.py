@@ -15,7 +15,7 @@ import time
 
 import yaml
 
-from .files import ParseError
+from .files import SETTLING_SECONDS, ParseError
 from .yamlfile import parse_yaml_file
 
 #: Fields a PATCH may change, per file, with their expected types.
@@ -32,6 +32,10 @@ READ_RETRY_SECONDS = 1.0
 
 class InvalidEdit(ValueError):
     """A PATCH body that names an unknown field or gives a value of the wrong type."""
+
+
+class UneditableFile(RuntimeError):
+    """The file to edit is malformed and not being written: editing it would lose its content."""
 
 
 class EditConflict(RuntimeError):
@@ -97,6 +101,9 @@ def _read_current(path: str) -> dict:
         try:
             value = parse_yaml_file(path)
         except ParseError as exc:
+            if not _is_settling(path):
+                raise UneditableFile("%s cannot be parsed (%s); fix it by hand before editing"
+                                     % (os.path.basename(path), exc)) from None
             if time.monotonic() > deadline:
                 raise EditConflict("%s cannot be read whole (%s); retry shortly"
                                    % (os.path.basename(path), exc)) from None
@@ -105,5 +112,13 @@ def _read_current(path: str) -> dict:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise EditConflict("%s does not hold a mapping; fix it by hand" % os.path.basename(path))
+            raise UneditableFile("%s does not hold a mapping; fix it by hand" % os.path.basename(path))
         return value
+
+
+def _is_settling(path: str) -> bool:
+    """Whether a file changed so recently that its writer may still be rewriting it."""
+    try:
+        return time.time() - os.stat(path).st_mtime < SETTLING_SECONDS
+    except OSError:
+        return False
