@@ -81,6 +81,7 @@ setup(
             "hypothesis",
             "playwright>=1.40",
             "build",
+            "wheel",  # The wheel test builds without isolation, so bdist_wheel must be installed.
             # The extension tests run spawned notebooks in a python3 kernel, with and
             # without matplotlib.
             "nbclient>=0.10",

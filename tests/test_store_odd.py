@@ -1160,3 +1160,20 @@ def test_append_reads_only_changed_segments(tmp_path, monkeypatch):
     table = store.metrics_table("many", "live")
     assert table.num_rows == 102
     assert [os.path.basename(path) for path in reads] == ["vectors-0050.arrow"]
+
+
+def test_listing_measures_each_table_once(tmp_path, monkeypatch):
+    """Cache accounting stays linear: a listing of N runs measures about N tables, not N²."""
+    from expman_tornado.store import Store
+    from expman_tornado.store.runtable import RunTable
+
+    root = str(tmp_path / "store")
+    for index in range(60):
+        folder = make_run(root, "wide", "r%02d" % index)
+        write_parquet(os.path.join(folder, "vectors.parquet"), metric_table([0, 1], loss=[1.0, 0.5]))
+    measured = []
+    original = RunTable.nbytes
+    monkeypatch.setattr(RunTable, "nbytes", property(lambda self: measured.append(1) or original.fget(self)))
+    runs = Store(root).runs("wide")
+    assert len(runs) == 60
+    assert len(measured) <= 2 * 60

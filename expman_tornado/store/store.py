@@ -66,6 +66,8 @@ class Store:
         self.cache_bytes = cache_bytes
         self.files = FileCache()
         self._tables: OrderedDict[tuple[str, str], RunTable] = OrderedDict()
+        self._table_sizes: dict[tuple[str, str], int] = {}
+        self._cached_bytes = 0
         # Per run folder: (files key, tails, best values, table generation, rows).
         self._tails: dict[str, tuple[Any, dict, dict, int, int]] = {}
         self._histograms: dict[str, HistogramSeries] = {}
@@ -234,7 +236,7 @@ class Store:
         run_table = self._run_table(self.run_dir(experiment, run), kind)
         table = run_table.read()
         version = run_table.version
-        self._evict_tables()
+        self._evict_tables((run_table.folder, kind))
         return table, version
 
     def _run_table(self, folder: str, kind: str) -> RunTable:
@@ -247,27 +249,32 @@ class Store:
 
     def _table(self, folder: str, kind: str) -> pa.Table:
         table = self._run_table(folder, kind).read()
-        self._evict_tables()
+        self._evict_tables((folder, kind))
         return table
 
-    def _evict_tables(self) -> None:
-        """Drop the least recently used tables while they hold more than ``cache_bytes``.
+    def _evict_tables(self, touched: tuple[str, str]) -> None:
+        """Count the bytes of a table just read, then drop the least recently used
+        tables while all of them hold more than ``cache_bytes``.
 
-        A dropped table is read again from its files when next asked for; a
-        live run's segments are then decoded from their start once. The parsed
+        Only the touched table is measured, so a listing of many runs stays linear.
+        A dropped table is read again from its files when next asked for; a live
+        run's segments are then decoded from their start once. The parsed
         histograms of a run count too, and are dropped with its histogram table.
         """
         with self._lock:
-            total = sum(run_table.nbytes for run_table in self._tables.values())
-            total += sum(series.nbytes for series in self._histograms.values())
-            while total > self.cache_bytes and len(self._tables) > 1:
-                (folder, kind), run_table = next(iter(self._tables.items()))
-                total -= run_table.nbytes
+            run_table = self._tables.get(touched)
+            if run_table is not None:
+                size = run_table.nbytes
+                if touched[1] == "histograms" and touched[0] in self._histograms:
+                    size += self._histograms[touched[0]].nbytes
+                self._cached_bytes += size - self._table_sizes.get(touched, 0)
+                self._table_sizes[touched] = size
+            while self._cached_bytes > self.cache_bytes and len(self._tables) > 1:
+                (folder, kind), _ = next(iter(self._tables.items()))
                 del self._tables[(folder, kind)]
-                series = self._histograms.get(folder)
-                if kind == "histograms" and series is not None:
-                    total -= series.nbytes
-                    del self._histograms[folder]
+                self._cached_bytes -= self._table_sizes.pop((folder, kind), 0)
+                if kind == "histograms":
+                    self._histograms.pop(folder, None)
                 self.files.forget(os.path.join(folder, ""), kind="parquet")
 
     def _metric_summary(self, run_folder: str) -> tuple[dict, dict]:
@@ -288,7 +295,7 @@ class Store:
             table, generation = run_table.read_with_generation()
         except UnreadableFile:
             return {}, {}
-        self._evict_tables()
+        self._evict_tables((run_folder, "vectors"))
         if cached is not None and cached[3] == generation and table.num_rows >= cached[4]:
             best = merge_best(cached[2], best_values(table.slice(cached[4])))
         else:
@@ -313,7 +320,7 @@ class Store:
             if series is None or series.run_table is not run_table:
                 series = self._histograms[folder] = HistogramSeries(run_table)
         by_tag = series.read()
-        self._evict_tables()
+        self._evict_tables((folder, "histograms"))
         return select_histograms(by_tag, tags, max_steps)
 
     def media(self, experiment: str, run: str, tags: list[str] | None = None) -> list[dict]:
