@@ -25,7 +25,7 @@ ChangeCallback = Callable[[str, bool], None]
 
 
 class WatcherUnavailable(RuntimeError):
-    """A watcher that cannot run here; the message says why."""
+    """A watcher that cannot run here. The message gives the reason."""
 
 
 class Watcher:
@@ -106,8 +106,8 @@ def _notifier_class(pyinotify):
             try:
                 super().handle_read(*args, **kwargs)
             except UnicodeDecodeError:
-                # pyinotify 0.9.6 decodes names as UTF-8 and drops the rest of the
-                # events read with a name that is not; look at the whole store again.
+                # pyinotify 0.9.6 decodes names as UTF-8, so a name that is not UTF-8
+                # drops the rest of the events read with it. Read the whole store again.
                 log.warning("A file name in the store is not valid UTF-8; some change "
                             "events were lost, so the whole store is read again")
                 self.on_lost_events()
@@ -207,7 +207,7 @@ def _stat_into(seen: dict[str, tuple], path: str) -> bool:
 
 def start_watcher(kind: str, root: str, on_change: ChangeCallback, poll_interval: float,
                   executor=None) -> Watcher:
-    """Start the watcher ``kind`` asks for: ``inotify``, ``poll``, or ``auto`` (inotify, else poll)."""
+    """Start the watcher of kind ``inotify``, ``poll``, or ``auto`` (inotify, else poll)."""
     if kind in ("auto", "inotify"):
         watcher: Watcher = InotifyWatcher(root, on_change)
         try:

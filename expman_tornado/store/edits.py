@@ -117,7 +117,7 @@ def _read_current(path: str) -> dict:
 
 
 def _is_settling(path: str) -> bool:
-    """Whether a file changed so recently that its writer may still be rewriting it."""
+    """Return whether a file changed so recently that its writer may still be rewriting it."""
     try:
         return time.time() - os.stat(path).st_mtime < SETTLING_SECONDS
     except OSError:
