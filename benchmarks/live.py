@@ -1,7 +1,7 @@
 """Measure the live-update figures of expman-tornado and print them beside the targets.
 
-    python benchmarks/live.py            # full run, about 5 minutes on 2 cores
-    python benchmarks/live.py --quick    # small sizes, about a minute
+    python benchmarks/live.py            # full run: about 30 minutes on 2 cores, mostly the 1,000,000-step run
+    python benchmarks/live.py --quick    # small sizes: about a minute
 
 The script writes a store into a temporary folder with the real logger
 (``expman.Experiment``), starts ``python -m expman_tornado STORE`` on
@@ -23,7 +23,8 @@ raw HTTP/1.1 connections (one per SSE client). It measures:
    the client has the step (``/proc/PID/task/*/schedstat``), beside its CPU
    over the same kind of time with no new step.
 
-Every wait has a deadline, and the script ends only the processes it started
+Every wait of the driving process has a deadline (a logger process lives until
+the driver closes or kills it), and the script ends only the processes it started
 (the server, the writers and strace), by pid, also when it fails.
 """
 
@@ -89,7 +90,7 @@ FULL = Sizes(many_clients=500, latency_ticks=300, idle_seconds=30.0, idle_run_st
              large_steps=1_000_000, reads_clients=100, reads_ticks=2, cost_ticks=20, large_cost_ticks=3,
              cost_baseline_seconds=10.0, cost_period=0.5, open_timeout=1800.0, step_timeout=1200.0)
 QUICK = Sizes(many_clients=50, latency_ticks=40, idle_seconds=5.0, idle_run_steps=2_000,
-              large_steps=50_000, reads_clients=20, reads_ticks=2, cost_ticks=3, large_cost_ticks=3,
+              large_steps=50_000, reads_clients=10, reads_ticks=2, cost_ticks=3, large_cost_ticks=3,
               cost_baseline_seconds=2.0, cost_period=0.3, open_timeout=120.0, step_timeout=30.0)
 SMALL_STEPS = 1_000
 
@@ -541,12 +542,16 @@ class Clients:
                 await loop.create_connection(lambda: client, "127.0.0.1", self.port)
                 await client.ready
 
+        tasks = [asyncio.ensure_future(open_one()) for _ in range(count)]
         try:
-            await asyncio.wait_for(asyncio.gather(*(open_one() for _ in range(count))), timeout)
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout)
         except asyncio.TimeoutError:
             ready = sum(1 for client in self.clients if client.snapshot is not None)
             raise RuntimeError("%d of %d clients of %s had their Snapshot after %.0f s"
                                % (ready, count, self.path, timeout)) from None
+        finally:
+            for task in tasks:
+                task.cancel()  # After a failed connection, the others stop connecting.
 
     def close(self) -> None:
         for client in self.clients:
@@ -554,17 +559,18 @@ class Clients:
         self.clients = []
 
 
-async def wait_subscribers(server: Server, expected: int, timeout: float = 30.0) -> int:
-    """Wait until the server reports ``expected`` subscribers; return the last count seen."""
+async def wait_released(server: Server, results: Results, timeout: float = 30.0) -> None:
+    """Wait until the server reports no subscribers after the clients closed; note it if it still has some."""
     deadline = time.monotonic() + timeout
     count = -1
     while time.monotonic() < deadline:
         server.check_alive()
         count = (await get_json(server.port, "/api/server"))["subscribers"]
-        if count == expected:
-            return count
+        if count == 0:
+            return
         await asyncio.sleep(0.2)
-    return count
+    results.notes.append("The server still reported %d subscribers %.0f s after every client closed."
+                         % (count, timeout))
 
 
 def run_path(run: str) -> str:
@@ -585,7 +591,7 @@ def threads_cpu_seconds(pid: int) -> float:
     """Return the CPU time of a process's live threads in seconds, to the nanosecond.
 
     The first field of /proc/PID/task/TID/schedstat is the thread's time on a
-    CPU in ns; /proc/PID/stat counts in clock ticks (10 ms here), too coarse for
+    CPU in ns; /proc/PID/stat counts in clock ticks (usually 10 ms), too coarse for
     one update.
     """
     total = 0
@@ -650,7 +656,7 @@ class Results:
 
 
 async def measure_latency(context: Context, results: Results) -> None:
-    """Write -> client and file change -> client latency with 1 and with many clients."""
+    """Measure write -> client and file change -> client latency with 1 and with many clients."""
     sizes = context.sizes
     results.notes.append(
         "write -> client starts at the log_vector call, so it includes the wait for the "
@@ -677,25 +683,33 @@ async def measure_latency(context: Context, results: Results) -> None:
                     sent[reply["step"]] = reply["sent_at"]
                     # 100 to 150 ms apart, so that writes do not beat in step with the flush timer.
                     await asyncio.sleep(0.1 + random.uniform(0.0, 0.05))
-                await asyncio.sleep(1.0)
+                # Wait until every client has every row, or for step_timeout after the last write.
+                got: list[dict[int, float]] = [{} for _ in clients.clients]
+                deadline = time.monotonic() + sizes.step_timeout
+                while True:
+                    for client, seen in zip(clients.clients, got):
+                        seen.update(arrivals(client, sent))
+                    if all(len(seen) == len(sent) for seen in got) or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
                 context.server.check_alive()
                 changed = first_change_after((await writer.call("events"))["events"], sent)
                 from_write, from_file, missing = [], [], 0
-                for client in clients.clients:
-                    got = arrivals(client, sent)
-                    missing += len(sent) - len(got)
-                    for step, arrival in got.items():
+                for seen in got:
+                    missing += len(sent) - len(seen)
+                    for step, arrival in seen.items():
                         from_write.append(arrival - sent[step])
                         if step in changed:
                             from_file.append(arrival - changed[step])
             finally:
                 clients.close()
-            await wait_subscribers(context.server, 0)
+            await wait_released(context.server, results)
             label = "%d client%s" % (count, "" if count == 1 else "s")
             add_latency(results, "write -> client, %s" % label, from_write)
             add_latency(results, "file change -> client, %s" % label, from_file)
-            results.notes.append("Latency, %s: connecting took %.1f s; %d of %d rows never arrived."
-                                 % (label, connect_seconds, missing, len(sent) * count))
+            results.notes.append("Latency, %s: connecting took %.1f s; %d of %d rows had not arrived "
+                                 "%.0f s after the last write." % (label, connect_seconds, missing,
+                                                                   len(sent) * count, sizes.step_timeout))
         await writer.close()
     finally:
         await writer.stop()
@@ -711,7 +725,7 @@ def add_latency(results: Results, label: str, samples: list[float]) -> None:
 
 
 async def measure_idle(context: Context, results: Results) -> None:
-    """Server CPU with many clients connected to a finished run while nothing writes."""
+    """Measure the server's CPU with many clients connected to a finished run while nothing writes."""
     sizes = context.sizes
     writer = await context.start_writer("idle")
     try:
@@ -734,7 +748,7 @@ async def measure_idle(context: Context, results: Results) -> None:
         lost = sum(client.lost for client in clients.clients)
     finally:
         clients.close()
-    await wait_subscribers(context.server, 0)
+    await wait_released(context.server, results)
     percent = used / elapsed * 100.0
     results.add("server CPU, %d idle clients, %.0f s" % (sizes.many_clients, elapsed),
                 "%.2f %% of a core (%.2f s CPU)" % (percent, used),
@@ -805,7 +819,7 @@ async def measure_update_cost(context: Context, results: Results, writer: Writer
         context.server.check_alive()
     finally:
         clients.close()
-    await wait_subscribers(context.server, 0)
+    await wait_released(context.server, results)
 
     if not from_file:
         results.add(label, "no update reached the client within %.0f s" % sizes.step_timeout)
@@ -915,7 +929,7 @@ async def measure_reads(context: Context, results: Results, writer: Writer, run:
             tracer.kill()
             tracer.wait(10.0)
         clients.close()
-    await wait_subscribers(context.server, 0)
+    await wait_released(context.server, results)
 
     counts = count_syscalls(trace_path, folder, sent, end, changes)
     if not counts:
@@ -1108,10 +1122,10 @@ def load_average() -> str:
 def raise_fd_limit(needed: int) -> int:
     """Raise this process's open-file limit toward ``needed`` (at most the hard limit); return it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        soft = wanted
+    new_soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < new_soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        soft = new_soft
     return soft
 
 
