@@ -164,7 +164,7 @@ class ExpmanTornado(JupyterApp):
     ).tag(config=True)
 
     jupyter_startup_timeout = Float(
-        30.0, help="Seconds to wait for the Jupyter server started for notebooks to answer."
+        30.0, help="Seconds to wait for the Jupyter server started for notebooks to respond."
     ).tag(config=True)
 
     table_cache_mb = Integer(

@@ -36,7 +36,7 @@ class TokenAuthMixin:
         return "", ""
 
     def token_is_valid(self) -> bool:
-        """Whether the request may go on; with no token configured every request may."""
+        """Return whether the request may go on (every request may when no token is configured)."""
         expected = self.expected_token()
         if not expected:
             return True
@@ -48,7 +48,7 @@ class TokenAuthMixin:
         return True
 
     def has_token_header(self) -> bool:
-        """Whether the request proves itself with the token header (exempt from the XSRF check)."""
+        """Return whether the request carries the token header, which exempts it from the XSRF check."""
         expected = self.expected_token()
         presented, where = self.presented_token()
         return bool(expected) and where == "header" and hmac.compare_digest(

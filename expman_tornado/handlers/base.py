@@ -31,7 +31,7 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 #: Largest request body the API accepts, in bytes.
 MAX_BODY_BYTES = 64 * 1024
 
-#: Seconds a client is told to wait before asking again for a file still being written.
+#: Seconds a client should wait before requesting again a file that is still being written.
 RETRY_AFTER_SECONDS = 1
 
 

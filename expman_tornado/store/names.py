@@ -48,7 +48,7 @@ def is_experiment_name(name: str) -> bool:
 
 
 def is_run_name(name: str) -> bool:
-    """Whether a folder in an experiment may be a run."""
+    """Return whether a folder in an experiment may be a run."""
     return not name.startswith(".") and name not in IGNORED_RUN_NAMES and is_utf8(name)
 
 
