@@ -87,7 +87,13 @@ setup(
             "nbclient>=0.10",
             "ipykernel>=6.5",
             "matplotlib",
+            # A store on object storage: s3fs reads it, and moto's S3 server emulates S3.
+            "s3fs>=2024.2",
+            "moto[server]>=5",
         ],
+        # Serving a store on object storage (s3://…). An extra, not a dependency:
+        # s3fs brings botocore and aiohttp, which a local store does not need.
+        "s3": ["s3fs>=2024.2"],
     },
     entry_points={"console_scripts": ["expman-tornado = expman_tornado.app:main"]},
     classifiers=[

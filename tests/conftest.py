@@ -13,6 +13,17 @@ from expman_tornado.app import ExpmanTornado
 from .stores import write_real_store
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_in_temporary_folder(tmp_path_factory):
+    """Keep the servers' summary index (``cache_dir``) out of the user's cache folder."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
 
 @pytest.fixture(scope="session")
 def real_store(tmp_path_factory) -> str:

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from datetime import date, datetime, timezone
 from urllib.parse import quote
@@ -20,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from expman_tornado.store.files import FileCache, ParseError, UnreadableFile
 
 from .conftest import assert_api_error, strict_json
 from .stores import (
@@ -346,6 +349,37 @@ async def test_timestamps_served_as_utc(http_client, base_url, store_root, times
     assert [row["timestamp"] for row in rows] == expected
     columns = await fetch_json(http_client, base_url, run_url("e", "r", "metrics?format=columnar"))
     assert columns["timestamp"] == expected
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("fmt", ["json", "columnar", "csv"])
+async def test_timestamps_out_of_range_served_as_null(http_client, base_url, store_root, fmt):
+    # Values a damaged file can hold: the int64 extremes and the years after 9999.
+    micros = pa.array([2**63 - 1, -(2**63) + 1, 300_000_000_000_000_000, 0], pa.int64())
+    column = micros.cast(pa.timestamp("us", tz="UTC"))
+    folder = make_run(store_root, "e", "r")
+    write_parquet(os.path.join(folder, "vectors.parquet"), metric_table([0, 1, 2, 3], timestamps=column, loss=[1.0] * 4))
+    response = await http_client.fetch(base_url + run_url("e", "r", "metrics?format=" + fmt), raise_error=False)
+    assert response.code == 200
+    if fmt == "csv":
+        lines = response.body.decode().splitlines()
+        assert [line.split(",")[1] for line in lines[1:]] == ["", "", "", "1970-01-01T00:00:00.000000Z"]
+        return
+    body = strict_json(response.body)
+    timestamps = body["timestamp"] if fmt == "columnar" else [row["timestamp"] for row in body]
+    assert timestamps == [None, None, None, "1970-01-01T00:00:00.000000Z"]
+
+
+@pytest.mark.gen_test
+async def test_polars_panic_is_json_422(http_client, base_url, app, monkeypatch):
+    from polars.exceptions import PanicException
+
+    def panic(*args, **kwargs):
+        raise PanicException("invalid or out-of-range datetime")
+
+    monkeypatch.setattr(app.settings["expman"].store, "metrics_version", panic)
+    response = await http_client.fetch(base_url + run_url("vision", "baseline", "metrics"), raise_error=False)
+    assert_api_error(response, 422, mentions="cannot be read or encoded")
 
 
 @pytest.mark.gen_test
@@ -689,6 +723,31 @@ async def test_yaml_warning_once_per_version(http_client, base_url, store_root, 
     await fetch_json(http_client, base_url, "/api/experiments/e/runs")
     await fetch_json(http_client, base_url, "/api/experiments/e/runs")
     assert warnings_about_run_yaml() == 2
+
+
+def test_yaml_warning_once_when_threads_parse_together(tmp_path, caplog):
+    """Threads that parse the same broken version at once report it once."""
+    path = str(tmp_path / "run.yaml")
+    write_text(path, "status: [FINISHED\n")
+    set_mtime(path, time.time() - 60)
+    cache = FileCache()
+    together = threading.Barrier(4, timeout=10)
+
+    def parse(name: str):
+        together.wait()
+        raise ParseError("while parsing a flow sequence")
+
+    def load() -> None:
+        with pytest.raises(UnreadableFile):
+            cache.load(path, parse)
+
+    caplog.set_level(logging.WARNING)
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sum(path in record.getMessage() for record in caplog.records) == 1
 
 
 # What is and is not an experiment or a run

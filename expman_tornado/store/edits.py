@@ -10,12 +10,12 @@ still overwrite the edited fields later with its own copy of them.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
 import yaml
 
 from .files import SETTLING_SECONDS, ParseError
+from .filesystem import LOCAL, LocalFilesystem, ObjectFilesystem
 from .yamlfile import parse_yaml_file
 
 #: Fields a PATCH may change, per file, with their expected types.
@@ -71,37 +71,28 @@ def check_changes(body: object, allowed: dict[str, type]) -> dict:
     return changes
 
 
-def edit_yaml(path: str, changes: dict) -> None:
-    """Merge ``changes`` into the mapping in ``path`` and replace the file atomically."""
-    current = _read_current(path)
+def edit_yaml(path: str, changes: dict, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> None:
+    """Merge ``changes`` into the mapping in ``path`` and replace the file atomically.
+
+    On a local disk that is a temporary file, fsync and rename; on object
+    storage one PUT of the whole object.
+    """
+    current = _read_current(path, filesystem)
     current.update(changes)
     text = yaml.safe_dump(current, sort_keys=False, allow_unicode=True, default_flow_style=False)
-    folder = os.path.dirname(path)
-    fd, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(path):
-            os.chmod(temporary, os.stat(path).st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    filesystem.write_atomic(path, text.encode("utf-8"))
 
 
-def _read_current(path: str) -> dict:
+def _read_current(path: str, filesystem: LocalFilesystem | ObjectFilesystem) -> dict:
     """Read the mapping to edit; a missing file is an empty one."""
     deadline = time.monotonic() + READ_RETRY_SECONDS
     while True:
-        if not os.path.exists(path):
-            return {}
         try:
-            value = parse_yaml_file(path)
+            value = parse_yaml_file(path, filesystem)
+        except FileNotFoundError:
+            return {}
         except ParseError as exc:
-            if not _is_settling(path):
+            if not _is_settling(path, filesystem):
                 raise UneditableFile("%s cannot be parsed (%s); fix it by hand before editing"
                                      % (os.path.basename(path), exc)) from None
             if time.monotonic() > deadline:
@@ -116,9 +107,7 @@ def _read_current(path: str) -> dict:
         return value
 
 
-def _is_settling(path: str) -> bool:
+def _is_settling(path: str, filesystem: LocalFilesystem | ObjectFilesystem) -> bool:
     """Return whether a file changed so recently that its writer may still be rewriting it."""
-    try:
-        return time.time() - os.stat(path).st_mtime < SETTLING_SECONDS
-    except OSError:
-        return False
+    mtime = filesystem.mtime(path)
+    return bool(mtime) and time.time() - mtime < SETTLING_SECONDS

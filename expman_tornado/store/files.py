@@ -8,7 +8,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
+
+# identity_of is imported from here by the file handlers.
+from .filesystem import LOCAL, Identity, LocalFilesystem, ObjectFilesystem, identity_of  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +21,6 @@ SETTLING_SECONDS = 2.0
 #: How often, and how long apart, a read of a settling file is retried.
 RETRIES = 3
 RETRY_DELAY = 0.05
-
-
-class Identity(NamedTuple):
-    """What tells two versions of a file apart without reading it."""
-
-    inode: int
-    size: int
-    mtime_ns: int
 
 
 def guess_mime(name: str) -> str:
@@ -40,22 +35,12 @@ def guess_mime(name: str) -> str:
     return mime or "application/octet-stream"
 
 
-def identity_of(stat: os.stat_result) -> Identity:
-    return Identity(stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
 def stat_identity(path: str) -> Identity | None:
-    """Return the identity of a regular file, or None when it is missing or cannot be reached.
+    """Return the identity of a regular local file, or None when it is missing or cannot be reached.
 
     A folder on the way that this process may not search (EACCES) counts as missing.
     """
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    if not os.path.isfile(path):
-        return None
-    return identity_of(stat)
+    return LOCAL.stat(path)
 
 
 class ParseError(Exception):
@@ -87,9 +72,12 @@ class FileCache:
     from its last good copy, when there is one, and the failure is logged once per
     file version. A file modified within the last ``SETTLING_SECONDS`` is retried a
     few times first, because the writer may be halfway through rewriting it.
+    Files are stat-ed through ``filesystem`` (local by default); the parse
+    functions read them through the same one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> None:
+        self.fs = filesystem
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
 
@@ -104,7 +92,7 @@ class FileCache:
         the identity of the last good copy being served instead.
         """
         key = (kind, path)
-        ident = stat_identity(path)
+        ident = self.fs.stat(path)
         if ident is None:
             with self._lock:
                 self._entries.pop(key, None)
@@ -137,18 +125,20 @@ class FileCache:
             if attempt == RETRIES or not _is_settling(ident):
                 break
             time.sleep(RETRY_DELAY)
-            ident = stat_identity(path) or ident
+            ident = self.fs.stat(path) or ident
 
         entry = _Entry(ident, None, error)
         if previous is not None and previous.good_identity is not None:
             entry.good_identity = previous.good_identity
             entry.good_value = previous.good_value
         with self._lock:
+            current = self._entries.get(key)
+            # Two threads may parse the same broken version at once; one warning is enough.
+            already_reported = current is not None and current.identity == ident and current.error is not None
             self._entries[key] = entry
-        if entry.good_identity is not None:
-            log.warning("Cannot parse %s (%s); serving its last good copy", path, error)
-        else:
-            log.warning("Cannot parse %s (%s); it has no earlier good copy", path, error)
+        if not already_reported:
+            fallback = "serving its last good copy" if entry.good_identity else "it has no earlier good copy"
+            log.warning("Cannot parse %s (%s); %s", path, error, fallback)
         return entry
 
     @staticmethod

@@ -52,7 +52,7 @@ class HistogramSeries:
         The lists are copies, but the arrays in them are shared with later
         calls: callers must not change them.
         """
-        table, generation = self.run_table.read_with_generation()
+        table, generation, _ = self.run_table.read_rows()
         with self._lock:
             if generation != self._generation:
                 self._generation, self._rows, self._by_tag, self.nbytes = generation, 0, {}, 0

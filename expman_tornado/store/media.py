@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from .files import Identity, guess_mime, stat_identity
-from .names import InvalidName, is_inside, split_relative_path
+from .files import Identity, guess_mime
+from .filesystem import LOCAL, LocalFilesystem, ObjectFilesystem
+from .names import InvalidName, split_relative_path
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ class MediaLog:
     inside the run folder, are dropped with a warning.
     """
 
-    def __init__(self, run_folder: str):
+    def __init__(self, run_folder: str, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL):
         self.run_folder = run_folder
+        self.fs = filesystem
         self.path = os.path.join(run_folder, MEDIA_LOG)
         self._lock = threading.Lock()
         self._reset()
@@ -52,7 +54,7 @@ class MediaLog:
         change them.
         """
         with self._lock:
-            identity = stat_identity(self.path)
+            identity = self.fs.stat(self.path)
             if identity is None:
                 self._reset()
                 return self._entries
@@ -75,11 +77,11 @@ class MediaLog:
         The last line read before is read again and compared, so a file
         rewritten under the same inode is noticed unless that line is unchanged.
         """
-        data = _read_from(self.path, self._offset - len(self._last_line))
+        data = self.fs.read_bytes(self.path, self._offset - len(self._last_line))
         if data.startswith(self._last_line):
             return data[len(self._last_line):]
         self._reset()
-        return _read_from(self.path, 0)
+        return self.fs.read_bytes(self.path)
 
     def _take(self, data: bytes) -> None:
         end = data.rfind(b"\n") + 1
@@ -124,15 +126,7 @@ class MediaLog:
             parts = split_relative_path(relative)
         except InvalidName:
             return False
-        return is_inside(os.path.join(self.run_folder, *parts), self.run_folder)
-
-
-def _read_from(path: str, offset: int) -> bytes:
-    # O_NONBLOCK: a FIFO under this name must not block a reading thread.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with open(fd, "rb") as f:
-        f.seek(offset)
-        return f.read()
+        return self.fs.is_inside(os.path.join(self.run_folder, *parts), self.run_folder)
 
 
 def _text(value: Any) -> str | None:

@@ -22,23 +22,35 @@ def check_name(name: str, what: str) -> str:
     if not name:
         raise InvalidName("%s name is empty" % what)
     if name in (".", ".."):
-        raise InvalidName("%s name %r is not allowed" % (what, name))
-    for char in ("/", "\\", "\x00"):
+        raise InvalidName("%s name %s is not allowed" % (what, shown(name)))
+    for char, description in (("/", "a slash"), ("\\", "a backslash"), ("\x00", "a NUL character")):
         if char in name:
-            raise InvalidName("%s name %r contains %r" % (what, name, char))
+            raise InvalidName("%s name %s contains %s" % (what, shown(name), description))
     return name
+
+
+def shown(text: str) -> str:
+    """Return ``text`` in single quotes for a message, with unprintable characters escaped.
+
+    Unlike ``repr``, it leaves backslashes as they are, so a message about one
+    shows the name as it was sent.
+    """
+    return "'%s'" % "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def split_relative_path(path: str) -> list[str]:
     """Split a relative file path into checked segments; raise InvalidName."""
     if not path:
         raise InvalidName("file path is empty")
-    if path.startswith("/") or "\\" in path or "\x00" in path:
-        raise InvalidName("file path %r must be relative, without backslashes" % path)
+    if path.startswith("/"):
+        raise InvalidName("file path %s must be relative" % shown(path))
+    for char, what in (("\\", "a backslash"), ("\x00", "a NUL character")):
+        if char in path:
+            raise InvalidName("file path %s contains %s" % (shown(path), what))
     parts = path.split("/")
     for part in parts:
         if part in ("", ".", ".."):
-            raise InvalidName("file path %r contains an empty, '.' or '..' segment" % path)
+            raise InvalidName("file path %s contains an empty, '.' or '..' segment" % shown(path))
     return parts
 
 

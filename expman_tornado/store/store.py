@@ -7,21 +7,24 @@ import os
 import threading
 from collections import OrderedDict
 import time
-from typing import Any
+from typing import Any, Collection, NamedTuple
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from . import tables
 from .edits import edit_yaml
-from .files import FileCache, Identity, UnreadableFile, guess_mime, identity_of
+from .files import FileCache, UnreadableFile, guess_mime
+from .filesystem import LocalFilesystem, ObjectFilesystem, open_filesystem
 from .histograms import HistogramSeries
 from .histograms import select as select_histograms
 from .media import MEDIA_LOG, MediaLog, filter_tags
 from .metadata import experiment_fields, parse_instant, run_fields
-from .runtable import RunTable
+from .runtable import Rows, RunTable
 from .search import Node
 from .summary import best_values, merge_best
+from .summary_index import IndexEntry, SummaryIndex
 from .names import (
     InvalidName,
     check_name,
@@ -29,7 +32,6 @@ from .names import (
     is_inside,
     is_link_outside,
     is_run_name,
-    is_utf8,
     split_relative_path,
 )
 from .yamlfile import clean_for_json, flatten, parse_yaml_mapping, read_back_literals
@@ -60,11 +62,20 @@ class Store:
     :class:`~expman_tornado.store.files.UnreadableFile`.
     """
 
-    def __init__(self, root: str, stale_after: float = 300.0, cache_bytes: int = 1 << 30):
-        self.root = os.path.realpath(root)
+    def __init__(self, root: str, stale_after: float = 300.0, cache_bytes: int = 1 << 30,
+                 cache_dir: str = "", executor=None, storage_options: dict | None = None):
+        """``cache_dir`` is the folder of the summary index (:class:`SummaryIndex`), empty for none.
+        ``executor`` is the read thread pool, on which the summary index is saved.
+        ``root`` is a folder, or a URL such as ``s3://bucket/prefix`` read through
+        fsspec with ``storage_options`` (see :mod:`.filesystem`).
+        """
+        #: The filesystem every read of the store goes through.
+        self.fs: LocalFilesystem | ObjectFilesystem = open_filesystem(root, storage_options)
+        self.root = self.fs.root_path(root)
+        self.executor = executor
         self.stale_after = stale_after
         self.cache_bytes = cache_bytes
-        self.files = FileCache()
+        self.files = FileCache(self.fs)
         self._tables: OrderedDict[tuple[str, str], RunTable] = OrderedDict()
         self._table_sizes: dict[tuple[str, str], int] = {}
         self._cached_bytes = 0
@@ -72,14 +83,34 @@ class Store:
         self._tails: dict[str, tuple[Any, dict, dict, int, int]] = {}
         self._histograms: dict[str, HistogramSeries] = {}
         self._media: dict[str, MediaLog] = {}
+        # The runs listing: each run's summary, and whole encoded replies.
+        self._summaries: dict[str, _SummaryEntry] = {}
+        self._listing_bodies: OrderedDict[tuple, tuple[tuple, bytes]] = OrderedDict()
+        self._run_name_lists: dict[str, tuple[Any, list[str], frozenset[str]]] = {}
+        self._index = SummaryIndex(cache_dir, self.root, executor) if cache_dir else None
+        if self._index is not None and executor is not None:
+            # Read while the server starts, so the first listing finds it parsed.
+            executor.submit(self._index.load)
+        # The run names of each experiment when its summaries last went into the index.
+        self._indexed_names: dict[str, list[str]] = {}
+        # The change feed (see note_change). _change_count is the number of changes
+        # noted so far. _changed_at maps "experiment", "experiment/run" or "" (the
+        # root) to the count at its last change. _feed_since is the count at which
+        # the feed became active, None while it is not.
+        self._change_count = 0
+        self._changed_at: dict[str, int] = {}
+        self._feed_since: int | None = None
         self._lock = threading.Lock()
+        # One summary pass per experiment at a time: a listing that arrives during
+        # another one waits for it and then finds its summaries current.
+        self._pass_locks: dict[str, threading.Lock] = {}
 
     # Folders
 
     def experiment_ids(self) -> list[str]:
         return sorted(
             name
-            for name in _list_dir(self.root)
+            for name in self.fs.list_names(self.root)
             if is_experiment_name(name) and self._is_folder_inside(self.root, name)
         )
 
@@ -87,7 +118,7 @@ class Store:
         folder = self.experiment_dir(experiment)
         return sorted(
             name
-            for name in _list_dir(folder)
+            for name in self.fs.list_names(folder)
             if is_run_name(name) and self._is_folder_inside(folder, name)
         )
 
@@ -106,9 +137,9 @@ class Store:
 
     def _is_folder_inside(self, parent: str, name: str) -> bool:
         path = os.path.join(parent, name)
-        if not os.path.isdir(path):
+        if not self.fs.is_folder(path):
             return False
-        return not os.path.islink(path) or is_inside(path, self.root)
+        return not self.fs.is_link(path) or is_inside(path, self.root)
 
     # Experiments
 
@@ -119,11 +150,11 @@ class Store:
         folder = self.experiment_dir(experiment)
         fields = experiment_fields(self._yaml(os.path.join(folder, "experiment.yaml")), experiment)
         runs_count = active = 0
-        last_activity = _mtime(os.path.join(folder, "experiment.yaml"))
+        last_activity = self.fs.mtime(os.path.join(folder, "experiment.yaml"))
         now = time.time()
         for run in self.run_ids(experiment):
             run_folder = os.path.join(folder, run)
-            files = _scan(run_folder)
+            files = self.fs.scan_files(run_folder)
             status = run_fields(self._yaml(os.path.join(run_folder, "run.yaml")), run, experiment)
             runs_count += 1
             newest = max((ident.mtime_ns for ident in files.values()), default=0) / 1e9
@@ -144,28 +175,346 @@ class Store:
         """Return the runs of an experiment that match ``query`` (all for None), newest ``started_at`` first.
 
         The query is matched against every metric, and ``metrics`` then keeps
-        only those keys in ``scalars``, ``metrics`` and ``best``.
+        only those keys in ``scalars``, ``metrics`` and ``best``. The dicts are
+        the cached ones, shared with later calls, so callers must not change them.
         """
-        summaries = [self._run_summary(experiment, run) for run in self.run_ids(experiment)]
+        return [summary for summary, _ in self._select(self._summary_entries(experiment), metrics, query)]
+
+    def runs_json(self, experiment: str, metrics: list[str] | None = None, query: Node | None = None) -> bytes:
+        """Return :meth:`runs` encoded as a JSON array, as ``orjson.dumps`` would write it.
+
+        Each run's JSON is kept with its summary, and the whole reply is kept
+        by the identities of every run's files. So an unchanged experiment
+        costs no encoding. It costs a few ``stat`` calls per run, or none while
+        the change feed is active (see :meth:`note_change`).
+        """
+        entries = self._summary_entries(experiment)
+        # ``stale`` changes with time alone, so it is part of the version.
+        version = tuple((entry.key, entry.summary["stale"]) for entry in entries)
+        cache_key = (experiment, tuple(metrics) if metrics is not None else None, query)
+        with self._lock:
+            cached = self._listing_bodies.get(cache_key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        parts = []
+        for summary, encoded in self._select(entries, metrics, query):
+            parts.append(encoded if encoded is not None else _encode_json(summary))
+        body = b"[" + b",".join(parts) + b"]"
+        with self._lock:
+            self._listing_bodies[cache_key] = (version, body)
+            self._listing_bodies.move_to_end(cache_key)
+            while len(self._listing_bodies) > LISTING_BODIES:
+                self._listing_bodies.popitem(last=False)
+        return body
+
+    @staticmethod
+    def _select(entries: list[_SummaryEntry], metrics: list[str] | None, query: Node | None) -> list[tuple]:
+        """Return ``(summary, its JSON or None)`` of the entries that match, newest first."""
         if query is not None:
-            summaries = [summary for summary in summaries if query.matches(summary)]
-        if metrics is not None:
-            summaries = [_keep_metrics(summary, metrics) for summary in summaries]
-        summaries.sort(key=lambda summary: summary["id"])
-        summaries.sort(key=_started_key)
-        return summaries
+            entries = [entry for entry in entries if query.matches(entry.summary)]
+        entries = sorted(entries, key=_entry_order)
+        if metrics is None:
+            return [(entry.summary, entry.encoded) for entry in entries]
+        return [(_keep_metrics(entry.summary, metrics), None) for entry in entries]
+
+    # The change feed
+
+    def note_change(self, path: str) -> None:
+        """Record that a file or folder of the store changed, for the runs listing.
+
+        The watcher calls it for every changed path before anything reads the
+        change. While the feed is active (:meth:`set_change_feed`), a run's
+        summary is served without ``stat`` calls unless a change was noted since
+        it was built under its run folder, its experiment folder or the root. A
+        path equal to an experiment folder or the root (which the watcher sends
+        when it lost events) makes every summary under it read again.
+        """
+        if path == self.root:
+            key = ""
+        elif path.startswith(self.root + os.sep):
+            key = "/".join(path[len(self.root) + 1:].split(os.sep, 2)[:2])
+        else:
+            return
+        with self._lock:
+            self._change_count += 1
+            if len(self._changed_at) >= MAX_NOTED_PATHS:
+                # Bounds the memory of a store where many distinct names change:
+                # noting the root instead makes every summary be checked again once.
+                self._changed_at = {"": self._change_count}
+            self._changed_at[key] = self._change_count
+
+    def set_change_feed(self, active: bool) -> None:
+        """Say whether every change of the store is passed to :meth:`note_change` from now on.
+
+        The live hub turns it on when its watcher starts and off when it stops.
+        Summaries built before the feed became active are checked once with
+        ``stat`` calls, as without a feed, because changes before that were not noted.
+        """
+        with self._lock:
+            self._change_count += 1
+            self._feed_since = self._change_count if active else None
+
+    def _last_change(self, experiment: str, run: str) -> int:
+        """Return the number of the last change noted under a run (0 for none); call with ``_lock`` held."""
+        changed_at = self._changed_at
+        return max(changed_at.get("", 0), changed_at.get(experiment, 0), changed_at.get(experiment + "/" + run, 0))
+
+    # The runs listing
+
+    def run_statuses(self, experiment: str) -> dict[str, str | None]:
+        """Return the status of each run of an experiment.
+
+        A run with a current summary (in memory or in the summary index) takes
+        its status from it. Only the run.yaml of any other run is read, so that
+        the first start on a store does not read every run's metrics for this.
+        """
+        statuses = {entry.summary["id"]: entry.summary["status"]
+                    for entry in self._summary_entries(experiment, read_missing=False)}
+        for run in self.run_ids(experiment):
+            if run not in statuses:
+                try:
+                    statuses[run] = self.run_status(experiment, run)
+                except NotFound:
+                    continue  # Deleted since the listing.
+        return statuses
+
+    def _summary_entries(self, experiment: str, read_missing: bool = True) -> list[_SummaryEntry]:
+        """Return :meth:`_summary_pass`, one pass per experiment at a time."""
+        self.experiment_dir(experiment)  # Raises NotFound before a lock is kept for a wrong name.
+        with self._lock:
+            pass_lock = self._pass_locks.setdefault(experiment, threading.Lock())
+        with pass_lock:
+            return self._summary_pass(experiment, read_missing)
+
+    def _summary_pass(self, experiment: str, read_missing: bool = True) -> list[_SummaryEntry]:
+        """Return the summary of each run of an experiment, from the cache while its files are unchanged.
+
+        While the change feed is active, a summary that no noted change touched
+        is used as it is. Otherwise the identities of its files are compared with
+        those it was read from. A closed run without a current summary is looked
+        up in the summary index on disk before its files are read. With
+        ``read_missing`` false, runs without a current summary are left out.
+        """
+        folder = self.experiment_dir(experiment)
+        now = time.time()
+        # Paths relative to the open experiment folder cost the kernel a shorter
+        # lookup than absolute ones, and a listing makes thousands of them.
+        try:
+            folder_fd = self.fs.open_folder(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("experiment %r not found" % experiment) from None
+        try:
+            names, linked = self._run_names(folder)
+            # The watcher reports changes under the folder a symlink resolves to.
+            experiment_linked = self.fs.is_link(folder)
+            found: dict[str, _SummaryEntry] = {}
+            missing = []
+            for run in names:
+                entry = self._current_entry(experiment, run, folder, folder_fd, experiment_linked or run in linked)
+                if entry is None:
+                    missing.append(run)
+                    continue
+                if entry.summary["status"] == "RUNNING":
+                    entry = self._with_stale(entry, folder + os.sep + run, now)
+                found[run] = entry
+            if missing and self._index is not None:
+                found.update(self._entries_from_index(experiment, missing, folder, folder_fd))
+                missing = [run for run in missing if run not in found]
+            if not read_missing:
+                return [found[run] for run in names if run in found]
+            built = self._build_entries(experiment, missing, folder, folder_fd) if missing else {}
+            found.update(built)
+        finally:
+            self.fs.close_folder(folder_fd)
+        # The index changes only when a summary was read or a run came or went.
+        if self._index is not None and (built or self._indexed_names.get(experiment) is not names):
+            self._update_index(experiment, built, names)
+            self._indexed_names[experiment] = names
+        return [found[run] for run in names]
+
+    def _current_entry(self, experiment: str, run: str, folder: str, folder_fd: Any,
+                       linked: bool) -> _SummaryEntry | None:
+        """Return the cached summary entry of a run if it is still current, else None.
+
+        With the change feed active, an entry built after the feed started is
+        current while no change was noted under it. ``linked`` (the run or
+        experiment folder is a symlink) makes it check with ``stat`` always,
+        because the watcher reports changes under the folder the link resolves to.
+        NOTE: a file inside a run folder that is a symlink to another run's file
+        is not checked that way, so a change of its target is not seen while the feed is active.
+        """
+        run_folder = folder + os.sep + run
+        entry = self._summaries.get(run_folder)
+        if entry is None:
+            return None
+        with self._lock:
+            feed_since = self._feed_since
+            count = self._change_count
+            if feed_since is not None and not linked and entry.seen >= feed_since:
+                return entry if self._last_change(experiment, run) <= entry.seen else None
+        if entry.key != self.fs.stat_keys(entry.stat_paths, folder_fd):
+            return None
+        if feed_since is not None and entry.seen < count:
+            # The files are as they were when read, and every later change will be
+            # noted: from now on the feed alone decides whether the entry is current.
+            newest = _newest_mtime(self.fs, run_folder) if entry.summary["status"] == "RUNNING" else entry.newest
+            entry = entry._replace(seen=count, newest=newest)
+            with self._lock:
+                self._summaries[run_folder] = entry
+        return entry
+
+    def _build_entries(self, experiment: str, runs: list[str], folder: str,
+                       folder_fd: Any) -> dict[str, _SummaryEntry]:
+        """Build the summary entries of runs, one after another in the calling thread.
+
+        NOTE: building them on the read thread pool as well was slower: 1.9 ms per
+        run alone, 2.4 to 3.0 ms with one to three pool threads helping (2 cores,
+        benchmarks/stores.py). YAML parsing and most of the summary work hold the GIL.
+        """
+        return {run: self._build_summary_entry(experiment, run, folder + os.sep + run, folder_fd) for run in runs}
+
+    def _entries_from_index(self, experiment: str, runs: list[str], folder: str,
+                            folder_fd: Any) -> dict[str, _SummaryEntry]:
+        """Return entries of closed runs from the summary index, those whose files are unchanged."""
+        assert self._index is not None
+        entries = {}
+        for run in runs:
+            indexed = self._index.get(experiment + "/" + run)
+            if indexed is None:
+                continue
+            with self._lock:
+                seen = self._change_count
+            if self.fs.stat_keys(indexed.paths, folder_fd) != indexed.key:
+                continue
+            entry = _SummaryEntry(indexed.key, indexed.paths, indexed.summary, indexed.encoded, indexed.order,
+                                  seen, 0.0)
+            with self._lock:
+                self._summaries[folder + os.sep + run] = entry
+            entries[run] = entry
+        return entries
+
+    def _update_index(self, experiment: str, built: dict[str, _SummaryEntry], names: list[str]) -> None:
+        """Put the summaries just built of closed runs into the summary index, drop those of
+        other runs and of runs no longer in ``names``, and save the index if it changed.
+        """
+        assert self._index is not None
+        for run, entry in built.items():
+            name = experiment + "/" + run
+            # A run with its folder among the paths is live or has segments (see _summary_stat_paths).
+            if entry.summary["status"] in _CLOSED_STATUSES and entry.stat_paths[0] != run:
+                self._index.put(name, IndexEntry(entry.stat_paths, entry.key, entry.summary, entry.encoded,
+                                                 entry.order))
+            else:
+                self._index.discard(name)
+        # NOTE: entries of an experiment that was deleted stay in the index file; they
+        # are never served, because their files no longer match.
+        self._index.retain(experiment, set(names))
+        self._index.save_soon()
+
+    def _run_names(self, folder: str) -> tuple[list[str], frozenset[str]]:
+        """List the run folders of an experiment folder, as :meth:`run_ids` does, and those that are symlinks.
+
+        The list is kept while the experiment folder's inode and mtime are
+        unchanged, which they are until a run folder is created, deleted or renamed.
+        """
+        identity = self.fs.stat_keys((folder,))[0]
+        with self._lock:
+            cached = self._run_name_lists.get(folder)
+        if cached is not None and cached[0] == identity:
+            return cached[1], cached[2]
+        names, linked = [], set()
+        entries = self.fs.list_folder(folder)
+        if entries is None:
+            return [], frozenset()
+        for entry in entries:
+            if not entry.is_folder or not is_run_name(entry.name):
+                continue
+            if entry.is_link:
+                if not is_inside(os.path.join(folder, entry.name), self.root):
+                    continue
+                linked.add(entry.name)
+            names.append(entry.name)
+        names.sort()
+        prefix, present = folder + os.sep, set(names)
+        with self._lock:
+            self._run_name_lists[folder] = (identity, names, frozenset(linked))
+            removed = [path for path in self._summaries
+                       if path.startswith(prefix) and path[len(prefix):] not in present]
+            for path in removed:  # Runs deleted or renamed since the last listing.
+                del self._summaries[path]
+        return names, frozenset(linked)
+
+    def _build_summary_entry(self, experiment: str, run: str, run_folder: str, folder_fd: Any) -> _SummaryEntry:
+        # The change count and the key are taken before the files are read, so a
+        # change made during the read makes the next request read them again.
+        with self._lock:
+            seen = self._change_count
+        stat_paths = self._summary_stat_paths(run_folder)
+        key = self.fs.stat_keys(stat_paths, folder_fd)
+        summary = self._run_summary(experiment, run)
+        if summary["status"] not in _CLOSED_STATUSES and stat_paths[0] != run:
+            # run.yaml changed between the stat and the read: take the folder too.
+            stat_paths = (run,) + stat_paths
+            key = (None,) + key
+        newest = _newest_mtime(self.fs, run_folder) if summary["status"] == "RUNNING" else 0.0
+        entry = _SummaryEntry(key, stat_paths, summary, _encode_json(summary), _started_key(summary), seen, newest)
+        with self._lock:
+            self._summaries[run_folder] = entry
+        return entry
+
+    def _summary_stat_paths(self, run_folder: str) -> tuple[str, ...]:
+        """Return the paths, relative to the experiment folder, whose identities tell whether a run's summary changed.
+
+        A closed run is read from run.yaml, config.yaml and one parquet file, and
+        a file created where none was changes the missing file's identity too.
+        The folder itself is added for a run that is not closed or has segments:
+        its inode and mtime change when a file is created, deleted or renamed in
+        it, such as a new segment. A closed run that is resumed rewrites run.yaml
+        first, which changes its identity.
+        """
+        found = tables.scan_metric_files(run_folder, "vectors", self.root, self.fs)
+        run = os.path.basename(run_folder)
+        paths = (run + "/run.yaml", run + "/config.yaml")
+        if found.parquet == os.path.join(run_folder, "vectors.parquet"):
+            paths += (run + "/vectors.parquet",)
+        else:
+            paths += (run + "/vectors.parquet", run + "/metrics.parquet")
+        status = run_fields(self._yaml(os.path.join(run_folder, "run.yaml")), run, "")["status"]
+        if found.segments or status not in _CLOSED_STATUSES:
+            paths = (run,) + paths + tuple(run + "/" + os.path.basename(path) for path, _ in found.segments)
+        return paths
+
+    def _with_stale(self, entry: _SummaryEntry, run_folder: str, now: float) -> _SummaryEntry:
+        """Return the entry of a RUNNING run with ``stale`` as of ``now`` (it changes with time alone).
+
+        While the change feed vouches for the entry, no file of the run changed
+        since it was built, so the newest file time taken then still holds.
+        """
+        with self._lock:
+            vouched = self._feed_since is not None and entry.seen >= self._feed_since
+        newest = entry.newest if vouched else _newest_mtime(self.fs, run_folder)
+        stale = self._is_stale(entry.summary, newest, now)
+        if stale == entry.summary["stale"]:
+            return entry
+        summary = {**entry.summary, "stale": stale}
+        updated = entry._replace(summary=summary, encoded=_encode_json(summary))
+        with self._lock:
+            self._summaries[run_folder] = updated
+        return updated
 
     def _run_summary(self, experiment: str, run: str) -> dict:
         folder = os.path.join(self.root, experiment, run)
-        files = _scan(folder)
         fields = run_fields(self._yaml(os.path.join(folder, "run.yaml")), run, experiment)
         config = self._config(folder)
         tails, best = self._metric_summary(folder)
-        newest = max((ident.mtime_ns for ident in files.values()), default=0) / 1e9
+        stale = False
+        if fields["status"] == "RUNNING":  # Only a RUNNING run can be stale.
+            newest = _newest_mtime(self.fs, folder)
+            stale = self._is_stale(fields, newest, time.time())
         return {
             "id": run,
             **fields,
-            "stale": self._is_stale(fields, newest, time.time()),
+            "stale": stale,
             "params": flatten(config),
             "metrics": tails,
             "best": best,
@@ -174,7 +523,7 @@ class Store:
     def run(self, experiment: str, run: str) -> dict:
         """Return a run's details: metadata, config, metric columns, files present."""
         folder = self.run_dir(experiment, run)
-        files = _scan(folder)
+        files = self.fs.scan_files(folder)
         fields = run_fields(self._yaml(os.path.join(folder, "run.yaml")), run, experiment)
         newest = max((ident.mtime_ns for ident in files.values()), default=0) / 1e9
         try:
@@ -186,11 +535,29 @@ class Store:
             **fields,
             "stale": self._is_stale(fields, newest, time.time()),
             "config": self._config(folder),
-            "columns": _columns(table) if table is not None else [],
+            "columns": tables.describe_columns(table) if table is not None else [],
             "rows": table.num_rows if table is not None else None,
             "best": self._metric_summary(folder)[1],
             "artifacts_count": len(self._artifact_paths(folder)),
             "logs": [name for name in LOG_FILES if name in files],
+        }
+
+    def run_state(self, experiment: str, run: str) -> dict:
+        """Return a run's run.yaml fields, its ``config`` and ``stale``, cheaply.
+
+        Unlike :meth:`run`, it neither reads metric tables nor lists the run
+        folder, so its cost does not grow with the run. ``stale`` looks at
+        ``heartbeat_at`` and the times of the run's own files (:data:`RUN_FILE_NAMES`),
+        not of its segments or artifacts. The logger rewrites ``run.yaml`` at
+        every flush, so a run that writes is never stale here.
+        """
+        folder = self.run_dir(experiment, run)
+        fields = run_fields(self._yaml(os.path.join(folder, "run.yaml")), run, experiment)
+        newest = max((self.fs.mtime(os.path.join(folder, name)) for name in RUN_FILE_NAMES), default=0.0)
+        return {
+            **fields,
+            "stale": self._is_stale(fields, newest, time.time()),
+            "config": self._config(folder),
         }
 
     def run_status(self, experiment: str, run: str) -> str | None:
@@ -218,18 +585,35 @@ class Store:
 
         A symlink that resolves outside the store is not followed.
         """
-        if is_link_outside(path, self.root):
+        if self.fs.has_links and is_link_outside(path, self.root):
             return None
         try:
-            return self.files.load(path, parse_yaml_mapping, "yaml")
+            return self.files.load(path, self._parse_yaml, "yaml")
         except (FileNotFoundError, UnreadableFile):
             return None
 
+    def _parse_yaml(self, path: str) -> dict:
+        return parse_yaml_mapping(path, self.fs)
+
     # Metrics
 
-    def metrics_table(self, experiment: str, run: str, kind: str = "vectors") -> pa.Table:
-        """Return all metric rows of a run (see :func:`tables.combine`)."""
-        return self._table(self.run_dir(experiment, run), kind)
+    def metrics_table(self, experiment: str, run: str, kind: str = "vectors",
+                      changed: Collection[str] | None = None) -> pa.Table:
+        """Return all metric rows of a run (see :func:`tables.combine`).
+
+        ``changed`` names the files of the run folder that changed since the
+        last read, when the caller has them from a watcher (see
+        :meth:`RunTable.read_rows`).
+        """
+        return self._table(self.run_dir(experiment, run), kind, changed)
+
+    def metrics_rows(self, experiment: str, run: str, kind: str = "vectors",
+                     changed: Collection[str] | None = None) -> Rows:
+        """Return :meth:`metrics_table` with the rows that later rows of the same step were merged into."""
+        folder = self.run_dir(experiment, run)
+        rows = self._run_table(folder, kind).read_rows(changed)
+        self._evict_tables((folder, kind))
+        return rows
 
     def metrics_version(self, experiment: str, run: str, kind: str = "vectors") -> tuple[pa.Table, tuple]:
         """Return all metric rows of a run and a key naming the file versions they come from."""
@@ -247,8 +631,8 @@ class Store:
             self._tables[(folder, kind)] = run_table  # The most recently used come last.
         return run_table
 
-    def _table(self, folder: str, kind: str) -> pa.Table:
-        table = self._run_table(folder, kind).read()
+    def _table(self, folder: str, kind: str, changed: Collection[str] | None = None) -> pa.Table:
+        table = self._run_table(folder, kind).read(changed)
         self._evict_tables((folder, kind))
         return table
 
@@ -292,7 +676,7 @@ class Store:
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         try:
-            table, generation = run_table.read_with_generation()
+            table, generation, _ = run_table.read_rows()
         except UnreadableFile:
             return {}, {}
         self._evict_tables((run_folder, "vectors"))
@@ -326,12 +710,12 @@ class Store:
     def media(self, experiment: str, run: str, tags: list[str] | None = None) -> list[dict]:
         """Return the entries of a run's ``media.jsonl`` (see :class:`MediaLog`), of some tags or all."""
         folder = self.run_dir(experiment, run)
-        if is_link_outside(os.path.join(folder, MEDIA_LOG), self.root):
+        if self.fs.has_links and is_link_outside(os.path.join(folder, MEDIA_LOG), self.root):
             return []
         with self._lock:
             media_log = self._media.get(folder)
             if media_log is None:
-                media_log = self._media[folder] = MediaLog(folder)
+                media_log = self._media[folder] = MediaLog(folder, self.fs)
         return filter_tags(media_log.read(), tags)
 
     # Files
@@ -341,19 +725,19 @@ class Store:
         folder = self.run_dir(experiment, run)
         entries = []
         for relative in self._artifact_paths(folder):
-            entries.append(_file_entry(os.path.join(folder, "artifacts", relative), relative, False))
-        for name in sorted(os.listdir(folder)):
+            entries.append(_file_entry(self.fs, os.path.join(folder, "artifacts", relative), relative, False))
+        for name in sorted(self.fs.list_names(folder)):
             if name in RUN_FILE_NAMES or tables.segment_kind(name):
                 path = os.path.join(folder, name)
-                if os.path.isfile(path):
-                    entries.append(_file_entry(path, name, True))
+                if self.fs.is_file(path):
+                    entries.append(_file_entry(self.fs, path, name, True))
         media = os.path.join(folder, "media")
-        for relative in _walk_files(media, folder):
-            entries.append(_file_entry(os.path.join(media, relative), "media/" + relative, True))
+        for relative in self.fs.walk_files(media, folder):
+            entries.append(_file_entry(self.fs, os.path.join(media, relative), "media/" + relative, True))
         return [entry for entry in entries if entry is not None]
 
     def _artifact_paths(self, folder: str) -> list[str]:
-        return _walk_files(os.path.join(folder, "artifacts"), folder)
+        return self.fs.walk_files(os.path.join(folder, "artifacts"), folder)
 
     def file_path(self, experiment: str, run: str, relative: str, under: str = "") -> str:
         """Return the real path of a file of a run, checked to stay inside the run.
@@ -365,13 +749,13 @@ class Store:
         parts = split_relative_path(relative)
         base = os.path.join(folder, under) if under else folder
         path = os.path.join(base, *parts)
-        if not os.path.lexists(path):
+        if not self.fs.exists(path):
             raise NotFound("file %r not found" % relative)
-        if not is_inside(path, folder):
+        if not self.fs.is_inside(path, folder):
             raise OutsideStore("file %r resolves outside the run" % relative)
-        if not os.path.isfile(path):
+        if not self.fs.is_file(path):
             raise NotFound("%r is not a file" % relative)
-        return os.path.realpath(path)
+        return self.fs.real_path(path)
 
     def log_path(self, experiment: str, run: str, name: str) -> str:
         check_name(name, "log file")
@@ -384,13 +768,13 @@ class Store:
     def edit_experiment(self, experiment: str, changes: dict) -> dict:
         """Change experiment.yaml fields (already checked) and return the experiment."""
         folder = self.experiment_dir(experiment)
-        edit_yaml(os.path.join(folder, "experiment.yaml"), changes)
+        edit_yaml(os.path.join(folder, "experiment.yaml"), changes, self.fs)
         return self.experiment(experiment)
 
     def edit_run(self, experiment: str, run: str, changes: dict) -> dict:
         """Change run.yaml fields (already checked) and return the run's details."""
         folder = self.run_dir(experiment, run)
-        edit_yaml(os.path.join(folder, "run.yaml"), changes)
+        edit_yaml(os.path.join(folder, "run.yaml"), changes, self.fs)
         return self.run(experiment, run)
 
     # Totals
@@ -404,7 +788,7 @@ class Store:
             for run in self.run_ids(experiment):
                 runs += 1
                 run_folder = os.path.join(folder, run)
-                files = _scan(run_folder)
+                files = self.fs.scan_files(run_folder)
                 fields = run_fields(self._yaml(os.path.join(run_folder, "run.yaml")), run, experiment)
                 newest = max((ident.mtime_ns for ident in files.values()), default=0) / 1e9
                 if fields["status"] == "RUNNING":
@@ -412,7 +796,7 @@ class Store:
                         stale += 1
                     else:
                         active += 1
-            storage += _tree_size(folder)
+            storage += self.fs.tree_size(folder)
         return {"experiments": experiments, "runs": runs, "active": active, "stale": stale,
                 "storage_bytes": storage}
 
@@ -422,77 +806,63 @@ class Store:
         return len(experiment_ids), sum(len(self.run_ids(e)) for e in experiment_ids)
 
 
-def _list_dir(folder: str) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return []
+#: Encoded runs listings kept (one per experiment and ``metrics``/``q`` pair).
+LISTING_BODIES = 32
+
+#: Experiments and runs whose last change the change feed keeps. Past it, the
+#: feed drops them all and records a change of the root instead.
+MAX_NOTED_PATHS = 100_000
 
 
-def _scan(folder: str) -> dict[str, Identity]:
-    """Return the identity of each regular file directly inside a folder."""
-    found = {}
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_file():
-                        found[entry.name] = identity_of(entry.stat())
-                except OSError:
-                    continue
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        pass
-    return found
+class _SummaryEntry(NamedTuple):
+    """A run's summary for the runs listing and the files it was read from."""
+
+    #: :func:`_stat_keys` of ``stat_paths`` (relative to the experiment folder) before the summary was read.
+    key: tuple
+    #: The paths of :meth:`Store._summary_stat_paths`.
+    stat_paths: tuple[str, ...]
+    summary: dict
+    encoded: bytes
+    order: tuple
+    #: The change feed's count of noted changes before the summary was read or last found current.
+    seen: int
+    #: The newest mtime (seconds) of the run folder's files when built; 0 unless the run is RUNNING.
+    newest: float
 
 
-def _walk_files(top: str, run_folder: str) -> list[str]:
-    """List the files under ``top`` relative to it, skipping links that leave the run."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-        dirnames[:] = sorted(
-            d for d in dirnames if is_utf8(d) and is_inside(os.path.join(dirpath, d), run_folder)
-        )
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            if is_utf8(name) and os.path.isfile(path) and is_inside(path, run_folder):
-                found.append(os.path.relpath(path, top).replace(os.sep, "/"))
-    return found
+def _entry_order(entry: _SummaryEntry) -> tuple:
+    return entry.order + (entry.summary["id"],)
 
 
-def _file_entry(path: str, relative: str, is_default: bool) -> dict | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
+#: Statuses of a run that its writer has closed.
+_CLOSED_STATUSES = ("FINISHED", "FAILED", "CRASHED")
+
+
+def _encode_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _newest_mtime(filesystem: LocalFilesystem | ObjectFilesystem, folder: str) -> float:
+    """Return the newest mtime, in seconds, of the regular files directly inside a folder (0 for none)."""
+    return max((ident.mtime_ns for ident in filesystem.scan_files(folder).values()), default=0) / 1e9
+
+
+def _file_entry(filesystem: LocalFilesystem | ObjectFilesystem, path: str, relative: str,
+                is_default: bool) -> dict | None:
+    identity = filesystem.stat(path)
+    if identity is None:
         return None
     name = relative.rsplit("/", 1)[-1]
     ext = os.path.splitext(name)[1].lstrip(".").lower()
     return {
         "path": relative,
         "name": name,
-        "size": stat.st_size,
+        "size": identity.size,
         "ext": ext,
         "mime": guess_mime(name),
-        "modified": _iso(stat.st_mtime),
+        "modified": _iso(identity.mtime_ns / 1e9),
         "is_default": is_default,
     }
-
-
-def _tree_size(folder: str) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total
-
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
 
 
 def _iso(seconds: float) -> str:
@@ -504,10 +874,6 @@ def _iso(seconds: float) -> str:
 def _started_key(summary: dict) -> tuple:
     instant = parse_instant(summary.get("started_at"))
     return (instant is None, -instant.timestamp() if instant else 0.0)
-
-
-def _columns(table: pa.Table) -> list[dict]:
-    return [{"name": field.name, "type": str(field.type)} for field in table.schema]
 
 
 def _keep_metrics(summary: dict, metrics: list[str]) -> dict:

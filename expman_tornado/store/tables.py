@@ -14,15 +14,18 @@ import os
 import re
 import threading
 from stat import S_ISREG
+from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from .files import Identity, ParseError, identity_of
-from .names import is_link_outside
+from .files import Identity, ParseError
+from .filesystem import LOCAL, LocalFilesystem, ObjectFilesystem, identity_of
+from .names import is_inside
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +47,46 @@ def segment_kind(name: str) -> str | None:
     return match.group("kind") if match else None
 
 
+def describe_columns(table: pa.Table) -> list[dict]:
+    """Return the name and Arrow type of each column, as the run details show them."""
+    return [{"name": field.name, "type": str(field.type)} for field in table.schema]
+
+
 def segment_number(name: str) -> int:
     match = _SEGMENT.match(name)
     return int(match.group("number")) if match else -1
 
 
-def read_parquet(path: str) -> pa.Table:
-    """Read a whole metric parquet file; raise ParseError while it is torn or empty."""
+#: Parquet files up to this size are read by the calling thread alone, without
+#: pre-buffering. For a file of a few rows, handing the reads and the column
+#: decoding to pyarrow's thread pools costs more than the work: 1.1 against 0.35 ms
+#: per file for the runs of benchmarks/stores.py (pyarrow 26, 2 cores).
+SMALL_PARQUET_BYTES = 1 << 20
+
+
+def read_parquet(path: str, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> pa.Table:
+    """Read a whole metric parquet file; raise ParseError while it is torn or empty.
+
+    On object storage a small file is fetched in one request and a larger one
+    is read in place by byte ranges (footer first, then the column chunks).
+    """
+    opened = None
     try:
+        if filesystem.is_local:
+            source = path
+            small = os.path.getsize(path) <= SMALL_PARQUET_BYTES
+        else:
+            identity = filesystem.stat(path)
+            small = identity is not None and identity.size <= SMALL_PARQUET_BYTES
+            source = opened = pa.BufferReader(filesystem.read_bytes(path)) if small else filesystem.open_input(path)
         # ParquetFile, not read_table: it also reads a file with two columns of one name.
-        with pq.ParquetFile(path) as parquet_file:
-            table = parquet_file.read()
+        with pq.ParquetFile(source, pre_buffer=not small) as parquet_file:
+            table = parquet_file.read(use_threads=not small)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise ParseError(str(exc).splitlines()[0] if str(exc) else "invalid parquet") from None
+    finally:
+        if opened is not None:
+            opened.close()
     return normalize(table)
 
 
@@ -112,11 +142,30 @@ def _as_utc_micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_timestamp(kind):
         if kind.tz is None:
             column = column.cast(pa.timestamp(kind.unit)).cast(pa.timestamp(kind.unit, tz="UTC"))
-        return column.cast(TIMESTAMP_TYPE, safe=False)
+        return _within_years(column.cast(TIMESTAMP_TYPE, safe=False))
     if pa.types.is_integer(kind):
         # A bare integer timestamp is taken as microseconds since the epoch.
-        return column.cast(pa.int64()).cast(TIMESTAMP_TYPE)
+        return _within_years(column.cast(pa.int64()).cast(TIMESTAMP_TYPE))
     return pa.chunked_array([pa.nulls(len(column), TIMESTAMP_TYPE)])
+
+
+#: Microseconds since the epoch of 0001-01-01 and of the end of 9999-12-31 (UTC).
+_EARLIEST_MICROS = -62_135_596_800_000_000
+_LATEST_MICROS = 253_402_300_799_999_999
+
+
+def _within_years(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Return timestamps with those outside the years 1 to 9999 made null.
+
+    Such values come only from damaged or foreign files. ISO-8601 text and
+    Python's datetime cannot show them, and polars fails when it formats the
+    most extreme ones.
+    """
+    micros = column.cast(pa.int64())
+    outside = pc.or_(pc.less(micros, _EARLIEST_MICROS), pc.greater(micros, _LATEST_MICROS))
+    if not pc.any(outside).as_py():
+        return column
+    return pc.if_else(outside, pa.scalar(None, TIMESTAMP_TYPE), column)
 
 
 def _as_metric(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -164,8 +213,9 @@ class SegmentReader:
     written yet: the rows before it are served.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL):
         self.path = path
+        self.fs = filesystem
         self._lock = threading.Lock()
         self._reset(None)
 
@@ -176,6 +226,8 @@ class SegmentReader:
         self._batches: list[pa.RecordBatch] = []
         self._table: pa.Table | None = None
         self._complete = b""  # Bytes of whole messages, kept only for dictionary streams.
+        self._checked_schema: pa.Schema | None = None
+        self._dictionaries = False
         self._warned_at: int | None = None
 
     @property
@@ -203,16 +255,10 @@ class SegmentReader:
             return self._current_table(), new_batches
 
     def _read_new_bytes(self) -> bytes:
-        # O_NONBLOCK: a FIFO under a segment's name must not block a reading thread.
-        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as f:
-            stat = os.fstat(f.fileno())
-            if not S_ISREG(stat.st_mode):
-                return b""
-            if stat.st_ino != self._inode or stat.st_size < self._offset:
-                self._reset(stat.st_ino)
-            f.seek(self._offset)
-            return f.read()
+        inode, start, data = self.fs.read_appended(self.path, self._offset, self._inode)
+        if inode != self._inode or start != self._offset:
+            self._reset(inode)  # Replaced or shorter: ``data`` is the file from its start.
+        return data
 
     def _decode(self, data: bytes) -> list[pa.RecordBatch]:
         source = pa.BufferReader(pa.py_buffer(data))
@@ -241,7 +287,10 @@ class SegmentReader:
         return messages
 
     def _has_dictionaries(self) -> bool:
-        return any(pa.types.is_dictionary(field.type) for field in self._schema or [])
+        if self._checked_schema is not self._schema:  # Looked at once per schema, not per message.
+            self._checked_schema = self._schema
+            self._dictionaries = any(pa.types.is_dictionary(field.type) for field in self._schema or [])
+        return self._dictionaries
 
     def _decode_whole_stream(self, new_complete: bytes) -> list[pa.RecordBatch]:
         self._complete += new_complete
@@ -320,6 +369,11 @@ def empty_table() -> pa.Table:
     )
 
 
+#: An empty list of merge targets, for a table where no row was merged into another (see :func:`merge_steps_noting`).
+NO_MERGES = np.empty(0, np.int64)
+NO_MERGES.flags.writeable = False
+
+
 def merge_steps(table: pa.Table, group: str | None = None) -> pa.Table:
     """Merge rows that share a step, as the expman writer does when it closes a run.
 
@@ -328,14 +382,23 @@ def merge_steps(table: pa.Table, group: str | None = None) -> pa.Table:
     Rows without a step are never merged. With ``group`` (a column name, see
     :data:`GROUP_COLUMNS`), only rows that also share that column's value merge.
     """
+    return merge_steps_noting(table, group)[0]
+
+
+def merge_steps_noting(table: pa.Table, group: str | None = None) -> tuple[pa.Table, np.ndarray]:
+    """Return :func:`merge_steps` and, for each row merged into an earlier one, the index of that row.
+
+    The indexes are those of the merged table, in the order of the rows merged
+    in: a row merged into row 3 and then one merged into row 1 give ``[3, 1]``.
+    """
     if group is not None and group not in table.column_names:
         group = None
     if group is None:
         steps = table.column(STEP).drop_null()
         if len(steps) == 0 or pc.count_distinct(steps).as_py() == len(steps):
-            return table
+            return table, NO_MERGES
     elif all(count == distinct for _, _, count, distinct in step_ranges(table, group).values()):
-        return table
+        return table, NO_MERGES
 
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -349,20 +412,23 @@ def merge_steps(table: pa.Table, group: str | None = None) -> pa.Table:
     if group is not None:
         key_names.append(_unused_name(frame, "__group"))
         keys.append(pl.col(group).alias(key_names[-1]))
+    frame = frame.with_columns(keys)
+    first = pl.struct(key_names).is_first_distinct()
+    # A group's row in the merged table is where its first row was among the first rows.
+    target = _unused_name(frame, "__target")
+    firsts = frame.filter(first).select(key_names).with_row_index(target)
+    later = frame.filter(~first).select(key_names)
+    targets = np.asarray(later.join(firsts, on=key_names, how="left", maintain_order="left").get_column(target),
+                         dtype=np.int64)
     aggregations = [pl.col(STEP).first(), pl.col(TIMESTAMP).last()]
     for name, dtype in frame.schema.items():
-        if name in (STEP, TIMESTAMP):
+        if name in (STEP, TIMESTAMP) or name not in table.column_names:
             continue
         values = pl.col(name)
         present = values.fill_nan(None) if dtype.is_float() else values
         aggregations.append(pl.coalesce(present.drop_nulls().last(), values.last()).alias(name))
-    merged = (
-        frame.with_columns(keys)
-        .group_by(key_names, maintain_order=True)
-        .agg(aggregations)
-        .drop(key_names)
-    )
-    return merged.to_arrow().cast(table.schema)
+    merged = frame.group_by(key_names, maintain_order=True).agg(aggregations).drop(key_names)
+    return merged.to_arrow().cast(table.schema), targets
 
 
 def step_ranges(table: pa.Table, group: str | None = None) -> dict:
@@ -404,7 +470,7 @@ def combine(
     parquet_identity: Identity | None,
     segments: list[tuple[Identity, pa.Table]],
     group: str | None = None,
-) -> pa.Table:
+) -> tuple[pa.Table, np.ndarray]:
     """Combine a run's parquet file and its live segments into one table of rows.
 
     While a run is live, its rows are in the segments, merged by step. When the
@@ -414,51 +480,101 @@ def combine(
     hold rows written after it (a resumed run) and follow its rows. The parquet
     file's own rows are served as written, repeated steps included. ``group``
     is passed on to :func:`merge_steps`.
+
+    Return the table and, as :func:`merge_steps_noting` does, the index of
+    the row that each segment row merged into an earlier one went to.
     """
     if parquet is not None and parquet_identity is not None:
         later = [t for ident, t in segments if ident.mtime_ns > parquet_identity.mtime_ns]
         if not later:
-            return parquet
-        return concat([parquet, merge_steps(concat(later), group)])
+            return parquet, NO_MERGES
+        merged, targets = merge_steps_noting(concat(later), group)
+        return concat([parquet, merged]), targets + parquet.num_rows
     if segments:
-        return merge_steps(concat([t for _, t in segments]), group)
-    return empty_table()
+        return merge_steps_noting(concat([t for _, t in segments]), group)
+    return empty_table(), NO_MERGES
 
 
-def metric_files(run_dir: str, kind: str = "vectors", inside: str | None = None) -> tuple[str | None, list[str]]:
-    """Return the parquet path (or None) and the segment paths of one kind of table.
+class MetricFiles(NamedTuple):
+    """The files one kind of table of a run is read from, as one scan found them."""
 
-    With ``inside`` (the store root), a file that is a symlink resolving outside
-    that folder is left out.
+    parquet: str | None
+    parquet_identity: Identity | None
+    #: ``(path, identity)`` of each segment, in segment number order.
+    segments: tuple[tuple[str, Identity], ...]
+
+    @property
+    def key(self) -> tuple:
+        """Return the identities of the files, which differ between any two states of them."""
+        return self.parquet_identity, self.segments
+
+
+def parquet_names(kind: str) -> tuple[str, ...]:
+    """Return the names of the parquet file of a kind of table, the preferred one first."""
+    return ("%s.parquet" % kind,) + (("metrics.parquet",) if kind == "vectors" else ())
+
+
+def scan_metric_files(run_dir: str, kind: str = "vectors", inside: str | None = None,
+                      filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> MetricFiles:
+    """Find and stat the parquet file and the segments of one kind of table.
+
+    Only regular files count. With ``inside`` (the store root), a symlink that
+    resolves outside that folder is left out. A missing or unreadable folder
+    has no files.
+
+    The parquet file is looked up by name after the segments are stat-ed, not
+    taken from the listing: the writer creates it before it deletes the
+    segments at close, so a listing that raced with that deletion (and may
+    miss some segments) always comes with the parquet file that contains their rows.
     """
-    try:
-        names = os.listdir(run_dir)
-    except OSError:  # Missing, not a folder, or not readable by this process.
-        return None, []
-
-    def allowed(name: str) -> bool:
-        return inside is None or not is_link_outside(os.path.join(run_dir, name), inside)
-
-    parquet = None
-    candidates = ["%s.parquet" % kind] + (["metrics.parquet"] if kind == "vectors" else [])
-    for name in candidates:
-        if name in names and os.path.isfile(os.path.join(run_dir, name)) and allowed(name):
-            parquet = os.path.join(run_dir, name)
-            break
-    segments = sorted(
-        (n for n in names if segment_kind(n) == kind and allowed(n)), key=segment_number
-    )
-    return parquet, [os.path.join(run_dir, n) for n in segments]
-
-
-def stat_identities(paths: list[str]) -> list[tuple[str, Identity]]:
-    """Return the identity of each path that is a regular file (others are left out)."""
-    found = []
-    for path in paths:
+    prefix = kind + "-"
+    if filesystem.is_local:
         try:
-            stat = os.stat(path)
-        except OSError:
-            continue
-        if S_ISREG(stat.st_mode):
-            found.append((path, identity_of(stat)))
-    return found
+            with os.scandir(run_dir) as entries:
+                found = [(entry, segment_number(entry.name)) for entry in entries if entry.name.startswith(prefix)]
+        except OSError:  # Missing, not a folder, or not readable by this process.
+            return MetricFiles(None, None, ())
+        identities = {}
+        for entry, number in found:
+            if number >= 0 and segment_kind(entry.name) == kind:
+                identity = _regular_identity(entry, inside)
+                if identity is not None:
+                    identities[entry.name] = identity
+    else:
+        identities = filesystem.scan_files(run_dir, prefix)
+    numbered = []
+    for name, identity in identities.items():
+        number = segment_number(name)
+        if number >= 0 and segment_kind(name) == kind:
+            numbered.append((number, os.path.join(run_dir, name), identity))
+    numbered.sort(key=lambda item: item[0])
+    segments = tuple((path, identity) for _, path, identity in numbered)
+    parquet, parquet_identity = find_parquet(run_dir, kind, inside, filesystem)
+    return MetricFiles(parquet, parquet_identity, segments)
+
+
+def find_parquet(run_dir: str, kind: str, inside: str | None = None,
+                 filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> tuple[str | None, Identity | None]:
+    """Return the path and identity of the parquet file of a kind of table, or two Nones."""
+    for name in parquet_names(kind):
+        path = os.path.join(run_dir, name)
+        identity = filesystem.stat_file(path, inside)
+        if identity is not None:
+            return path, identity
+    return None, None
+
+
+def stat_file(path: str, inside: str | None = None,
+              filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> Identity | None:
+    """Return the identity of one regular file, or None (missing, not regular, or a link leaving ``inside``)."""
+    return filesystem.stat_file(path, inside)
+
+
+def _regular_identity(entry: os.DirEntry, inside: str | None) -> Identity | None:
+    try:
+        if entry.is_symlink() and inside is not None and not is_inside(entry.path, inside):
+            return None
+        stat = entry.stat()
+    except OSError:
+        return None
+    return identity_of(stat) if S_ISREG(stat.st_mode) else None

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from .files import ParseError
+from .filesystem import LOCAL, LocalFilesystem, ObjectFilesystem
 
 #: Files larger than this are not parsed (reported like a malformed file).
 MAX_YAML_BYTES = 1 << 20
@@ -33,10 +34,9 @@ _StoreLoader.yaml_implicit_resolvers = {
 }
 
 
-def parse_yaml_file(path: str) -> Any:
+def parse_yaml_file(path: str, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> Any:
     """Parse one YAML file; raise ParseError for anything that is not whole, safe YAML."""
-    with open(path, "rb") as f:
-        data = f.read(MAX_YAML_BYTES + 1)
+    data = filesystem.read_bytes(path, 0, MAX_YAML_BYTES + 1)
     if len(data) > MAX_YAML_BYTES:
         raise ParseError("larger than %d bytes, not parsed" % MAX_YAML_BYTES)
     if not data.strip():
@@ -51,8 +51,8 @@ def parse_yaml_file(path: str) -> Any:
     return value
 
 
-def parse_yaml_mapping(path: str) -> dict:
-    value = parse_yaml_file(path)
+def parse_yaml_mapping(path: str, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> dict:
+    value = parse_yaml_file(path, filesystem)
     if not isinstance(value, dict):
         raise ParseError("expected a mapping at the top level, found %s" % type(value).__name__)
     return value
