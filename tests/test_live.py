@@ -9,6 +9,7 @@ import os
 import shutil
 import threading
 import time
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -205,10 +206,94 @@ async def test_resume_with_last_event_id(http_server, base_url, store_root):
             headers = {"Last-Event-ID": ids[-1]}
             async with stream(client, live_url(base_url, "resume"), headers) as events:
                 assert (await next_event(events)).event == "Snapshot"
+                await collect_steps(events, 250, seen, ids)
+            # The same from the query, as a browser's new EventSource sends it.
+            await asyncio.sleep(0.3)
+            query = "?" + urlencode({"last_event_id": ids[-1]})
+            async with stream(client, live_url(base_url, "resume") + query) as events:
+                assert (await next_event(events)).event == "Snapshot"
                 await collect_steps(events, 399, seen, ids)
     finally:
         writer.close()
     assert seen == list(range(400))
+
+
+async def next_named(events: EventReader, names: tuple[str, ...]):
+    """Return the next event with one of ``names``, skipping the others."""
+    while True:
+        event = await next_event(events)
+        if event.event in names:
+            return event
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_step_logged_twice_streams_merged(http_server, base_url, store_root):
+    """A second log_vector call for a step already streamed sends that row again, merged.
+
+    The usual case: a validation metric logged at the step of the training
+    metrics, after they were flushed.
+    """
+    run = new_run(store_root, EXPERIMENT, "merged", flush_interval_ms=20)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with stream(client, live_url(base_url, "merged") + "?since_step=-1") as events:
+                assert (await next_event(events)).event == "Snapshot"
+                for step in range(3):
+                    run.log_vector({"loss": 1.0 / (step + 1)}, step=step)
+                seen: list[int] = []
+                ids: list[str] = []
+                await collect_steps(events, 2, seen, ids)
+                assert seen == [0, 1, 2]
+
+                run.log_vector({"val": 0.5}, step=2)
+                merged = await next_named(events, ("MetricsMerged", "MetricsUpdated"))
+                assert merged.event == "MetricsMerged"
+                rows = json.loads(merged.data)["rows"]
+                assert [(row["step"], row["loss"], row["val"]) for row in rows] == [(2, 1.0 / 3, 0.5)]
+
+                run.log_vector({"loss": 0.2}, step=3)
+                updated = await next_named(events, ("MetricsMerged", "MetricsUpdated"))
+                assert updated.event == "MetricsUpdated"
+                assert [row["step"] for row in json.loads(updated.data)["rows"]] == [3]
+
+            # A client that had only the rows before the merge gets the merged row, then the new one.
+            async with stream(client, live_url(base_url, "merged"), {"Last-Event-ID": ids[-1]}) as events:
+                assert (await next_event(events)).event == "Snapshot"
+                first, second = await next_event(events), await next_event(events)
+            assert (first.event, [row["val"] for row in json.loads(first.data)["rows"]]) == ("MetricsMerged", [0.5])
+            assert (second.event, [row["step"] for row in json.loads(second.data)["rows"]]) == ("MetricsUpdated", [3])
+    finally:
+        run.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_merge_at_close_streams(http_server, base_url, store_root):
+    """A value logged again at a step and then flushed only by close reaches a connected client."""
+    # Ten rows fill one flush. The eleventh row waits for the close, which merges the segments.
+    run = new_run(store_root, EXPERIMENT, "closing", flush_interval_ms=60_000, flush_interval_rows=10)
+    closed = False
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with stream(client, live_url(base_url, "closing") + "?since_step=-1") as events:
+                assert (await next_event(events)).event == "Snapshot"
+                for step in range(10):
+                    run.log_vector({"loss": 1.0 / (step + 1)}, step=step)
+                await collect_steps(events, 9, [], [])
+                run.log_vector({"val": 0.9}, step=9)
+                run.close()
+                closed = True
+                merged, finished = [], False
+                while not (merged and finished):
+                    event = await next_named(events, ("MetricsMerged", "MetricsUpdated", "StatusChanged"))
+                    assert event.event != "MetricsUpdated"
+                    if event.event == "StatusChanged":
+                        finished = True
+                    else:
+                        merged.extend(json.loads(event.data)["rows"])
+        assert [(row["step"], row["val"]) for row in merged] == [(9, 0.9)]
+    finally:
+        if not closed:
+            run.close()
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -314,6 +399,25 @@ async def test_deleted_run_ends_stream(http_server, base_url, store_root):
 async def test_unknown_run_is_json_404(http_client, base_url):
     response = await http_client.fetch(live_url(base_url, "nope"), raise_error=False)
     assert_api_error(response, 404)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("value", ["garbage", "m-1.r0.c0", "m\uff15.r0.c0", ""])
+async def test_bad_last_event_id_query_is_400(http_client, base_url, value):
+    response = await http_client.fetch(live_url(base_url, "seed") + "?" + urlencode({"last_event_id": value}),
+                                       raise_error=False)
+    assert_api_error(response, 400)
+    assert "last_event_id" in json.loads(response.body)["error"]["message"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_bad_last_event_id_header_ignored(http_server, base_url, store_root):
+    """An id in the header that is not ours starts the stream at the run's end, as with no id."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with stream(client, live_url(base_url, "seed"), {"Last-Event-ID": "garbage"}) as events:
+            snapshot = await next_event(events)
+    assert snapshot.event == "Snapshot"
+    assert snapshot.id == "m1.r0.c0"
 
 
 @pytest.mark.gen_test(timeout=60)

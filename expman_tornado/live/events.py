@@ -9,7 +9,7 @@ import orjson
 
 LOG_FILES = ("run.log", "console.log")
 
-_ID = re.compile(r"^m(?P<rows>\d+)(?P<logs>(?:\.[a-z]\d+)*)$")
+_ID = re.compile(r"^m(?P<rows>\d+)(?P<logs>(?:\.[a-z]\d+)*)$", re.ASCII)
 _LOG_KEYS = {"run.log": "r", "console.log": "c"}
 _LOG_NAMES = {key: name for name, key in _LOG_KEYS.items()}
 
@@ -18,23 +18,27 @@ _LOG_NAMES = {key: name for name, key in _LOG_KEYS.items()}
 class Position:
     """How far a client has read a run, counted in what the run's files hold.
 
-    The counts are metric rows, bytes of each log file, histogram rows and
-    media.jsonl entries. They come from the files, not from a counter of one
-    server process, so another process serving the same store resumes a
-    stream at the same place.
+    The counts are metric rows, bytes of each log file, histogram rows,
+    media.jsonl entries and system metric rows, and the rows of the live
+    segments that were merged into an earlier row of their step (``merged``).
+    They come from the files, not from a counter of one server process, so
+    another process serving the same store resumes a stream at the same place.
     """
 
     rows: int = 0
     logs: dict = field(default_factory=dict)
     histograms: int = 0
     media: int = 0
+    system: int = 0
+    merged: int = 0
 
     @property
     def event_id(self) -> str:
-        """Return the id sent with an event, e.g. ``m120.r5123.c0`` or ``m120.r5123.c0.h4.i2``.
+        """Return the id sent with an event, e.g. ``m120.r5123.c0`` or ``m120.r5123.c0.h4.i2.s30.u1``.
 
-        The histogram (``h``) and media (``i``) counts are left out while they
-        are 0, so ids of runs without either keep their older form.
+        The histogram (``h``), media (``i``), system (``s``) and merged (``u``)
+        counts are left out while they are 0, so ids of runs without them keep
+        their older form.
         """
         parts = ["m%d" % self.rows]
         for name in LOG_FILES:
@@ -43,6 +47,10 @@ class Position:
             parts.append("h%d" % self.histograms)
         if self.media:
             parts.append("i%d" % self.media)
+        if self.system:
+            parts.append("s%d" % self.system)
+        if self.merged:
+            parts.append("u%d" % self.merged)
         return ".".join(parts)
 
     @classmethod
@@ -54,17 +62,17 @@ class Position:
         if match is None:
             return None
         logs = {}
-        counts = {"h": 0, "i": 0}
+        counts = {"h": 0, "i": 0, "s": 0, "u": 0}
         for part in match.group("logs").split(".")[1:]:
             name = _LOG_NAMES.get(part[0])
             if name is not None:
                 logs[name] = int(part[1:])
             elif part[0] in counts:
                 counts[part[0]] = int(part[1:])
-        return cls(int(match.group("rows")), logs, counts["h"], counts["i"])
+        return cls(int(match.group("rows")), logs, counts["h"], counts["i"], counts["s"], counts["u"])
 
-    def with_rows(self, rows: int) -> Position:
-        return replace(self, rows=rows)
+    def with_rows(self, rows: int, merged: int | None = None) -> Position:
+        return replace(self, rows=rows, merged=self.merged if merged is None else merged)
 
     def with_log(self, name: str, offset: int) -> Position:
         return replace(self, logs={**self.logs, name: offset})
@@ -74,6 +82,9 @@ class Position:
 
     def with_media(self, entries: int) -> Position:
         return replace(self, media=entries)
+
+    def with_system(self, rows: int) -> Position:
+        return replace(self, system=rows)
 
 
 def format_event(name: str, data: object, event_id: str | None = None) -> bytes:
