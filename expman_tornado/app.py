@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import hashlib
 import ipaddress
 import logging
 import os
@@ -17,7 +21,7 @@ import tornado.web
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
 
 from . import __version__
 from .handlers.base import ServerContext
@@ -26,6 +30,8 @@ from .jupyter.servers import ChildJupyterServer
 from .live import LiveHub
 from .registry import BUILTIN_GROUPS, HandlerRegistry, RegistryError, default_registry
 from .store import Store
+from .store.filesystem import StoreUnavailable, check_root
+from .store.summary_index import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,7 @@ aliases = {
     "disable": "ExpmanTornado.disabled_handler_groups",
     "watcher": "ExpmanTornado.watcher",
     "poll-interval": "ExpmanTornado.poll_interval",
+    "cache-dir": "ExpmanTornado.cache_dir",
     "extra-handlers": "ExpmanTornado.extra_handlers",
     "token": "ExpmanTornado.token",
 }
@@ -87,7 +94,8 @@ class ExpmanTornado(JupyterApp):
 
     store = Unicode(
         "",
-        help="Root folder of the experiment store. The positional argument sets it too; "
+        help="Root folder of the experiment store. A URL such as s3://bucket/prefix serves a "
+        "store on object storage (see storage_options). The positional argument sets it too; "
         "without either, ./experiments is served if it exists.",
     ).tag(config=True)
 
@@ -155,7 +163,8 @@ class ExpmanTornado(JupyterApp):
     ).tag(config=True)
 
     poll_interval = Float(
-        1.0, help="Seconds between two stat passes of the polling watcher."
+        1.0, help="Seconds between two stat passes of the polling watcher, and between two "
+        "listings of the listing watcher (a store on object storage)."
     ).tag(config=True)
 
     heartbeat_interval = Float(
@@ -175,6 +184,23 @@ class ExpmanTornado(JupyterApp):
     worker_threads = Integer(
         4, help="Threads that read files off the IOLoop, so one large read never stalls other requests."
     ).tag(config=True)
+
+    storage_options = Dict(
+        help="Options of the fsspec filesystem of a store on object storage, e.g. "
+        "{'endpoint_url': 'http://127.0.0.1:9000', 'key': '...', 'secret': '...'} for s3://. "
+        "Without them, s3fs reads the AWS environment variables (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_ENDPOINT_URL, ...)."
+    ).tag(config=True)
+
+    cache_dir = Unicode(
+        help="Folder of the summary index: the runs listing's summaries of closed runs, kept "
+        "between starts (one file per store, never inside the store). Default: "
+        "$XDG_CACHE_HOME/expman-tornado, else ~/.cache/expman-tornado; empty: no index."
+    ).tag(config=True)
+
+    @default("cache_dir")
+    def _default_cache_dir(self) -> str:
+        return default_cache_dir()
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -211,8 +237,10 @@ class ExpmanTornado(JupyterApp):
                 )
                 self.exit(2)
             self.store = "experiments"
-        if not os.path.isdir(self.store):
-            self.log.error("Store folder %s does not exist or is not a folder.", self.store)
+        try:
+            check_root(self.store, self.storage_options)
+        except StoreUnavailable as exc:
+            self.log.error("%s", exc)
             self.exit(2)
 
     @property
@@ -249,18 +277,19 @@ class ExpmanTornado(JupyterApp):
         The Jupyter server extension calls it too, with its own mode, base URL
         and default store.
         """
+        executor = ThreadPoolExecutor(self.worker_threads, thread_name_prefix="expman-read")
         return ServerContext(
             store=Store(store or self.store, stale_after=self.stale_after,
-                        cache_bytes=self.table_cache_mb << 20),
+                        cache_bytes=self.table_cache_mb << 20, cache_dir=self.cache_dir, executor=executor,
+                        storage_options=self.storage_options),
             base_url=base_url or self.base_url,
             mode=mode,
             read_only=self.read_only,
             token=self.token if mode == "standalone" else "",
             version=__version__,
-            executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="expman-read"),
+            executor=executor,
             extra={
                 "frontend_dir": self.frontend_dir,
-                "heartbeat_interval": self.heartbeat_interval,
                 "jupyter_routes": "jupyter" not in self.disabled_handler_groups,
             },
         )
@@ -273,7 +302,8 @@ class ExpmanTornado(JupyterApp):
 
     def make_hub(self, context: ServerContext) -> LiveHub:
         """Create the live hub of a context (started later, on the IOLoop that serves it)."""
-        hub = LiveHub(context.store, self.watcher, self.poll_interval, context.executor, context.base_url)
+        hub = LiveHub(context.store, self.watcher, self.poll_interval, context.executor, context.base_url,
+                      heartbeat_interval=self.heartbeat_interval)
         context.extra["hub"] = hub
         return hub
 
@@ -292,7 +322,7 @@ class ExpmanTornado(JupyterApp):
             routes,
             expman=context,
             xsrf_cookies=True,
-            cookie_secret=os.urandom(32),
+            cookie_secret=_cookie_secret(self.token),
             log_function=_log_request,
         )
 
@@ -300,29 +330,42 @@ class ExpmanTornado(JupyterApp):
         super().start()
         context = self.make_context()
         web_app = self.make_web_app(context)
-        server = HTTPServer(web_app, max_body_size=MAX_BUFFERED_BODY, xheaders=False)
-        sockets = tornado.netutil.bind_sockets(self.port, self.ip)
-        server.add_sockets(sockets)
-        port = sockets[0].getsockname()[1]
-        url = "http://%s:%d%s" % (_host_for_url(self.ip), port, self.base_url)
-        if self.token:
-            url += "?token=" + self.token
-
-        experiments, runs = context.store.counts()
-        log.info("Serving store %s (%s, %s)", context.store.root,
-                 _count(experiments, "experiment"), _count(runs, "run"))
-        log.info("Dashboard and API at %s", url)
         loop = IOLoop.current()
         hub = None
         if "live" not in self.disabled_handler_groups:
             hub = self.make_hub(context)
             loop.run_sync(hub.start)
+            experiments, runs = hub.counts()
         else:
             log.info("Live updates are off: the 'live' handler group is disabled")
+            experiments, runs = context.store.counts()
+        # Bound only now: a client that connects is served at once, not queued behind the start.
+        server = HTTPServer(web_app, max_body_size=MAX_BUFFERED_BODY, xheaders=False)
+        try:
+            sockets = tornado.netutil.bind_sockets(self.port, self.ip)
+        except OSError as exc:
+            log.critical("Cannot listen on %s port %d (%s); choose another with --port, or --port=0 for any free one",
+                         self.ip, self.port, exc.strerror or exc)
+            if hub is not None:
+                hub.stop()
+            context.executor.shutdown(wait=False, cancel_futures=True)
+            self.exit(1)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        url = "http://%s:%d%s" % (_host_for_url(self.ip), port, self.base_url)
+        if self.token:
+            url += "?token=" + self.token
+        log.info("Serving store %s (%s, %s)", context.store.root,
+                 _count(experiments, "experiment"), _count(runs, "run"))
+        log.info("Dashboard and API at %s", url)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.asyncio_loop.add_signal_handler(signum, loop.stop)
         if self.open_browser:
             webbrowser.open(url)
+        # Everything made while starting (modules, the application) lives as long as the
+        # process: keep it out of the garbage collector's full passes, which otherwise
+        # walk all of it every few seconds and hold up every stream for a fraction of a second.
+        gc.freeze()
         try:
             loop.start()
         finally:
@@ -330,8 +373,26 @@ class ExpmanTornado(JupyterApp):
             server.stop()
             if hub is not None:
                 hub.stop()
+                # One more loop turn ends the tasks stop() cancelled, rather than leaving
+                # them pending. A second stop signal may cut that turn short, which is fine.
+                with contextlib.suppress(RuntimeError):
+                    loop.run_sync(lambda: asyncio.sleep(0))
             context.extra["notebooks"].terminate_now()
             context.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _cookie_secret(token: str) -> bytes:
+    """Return the key that signs the token cookie.
+
+    With a token, the key is derived from it, so every process started with the
+    same token (several behind a load balancer, or one after a restart) accepts
+    the cookie another one set. Knowing the key lets one forge a cookie that
+    carries the token, which gives nothing the token does not. Without a token
+    no cookie is set, and a random key is used.
+    """
+    if not token:
+        return os.urandom(32)
+    return hashlib.sha256(b"expman-tornado token cookie\0" + token.encode("utf-8")).digest()
 
 
 def _is_loopback(ip: str) -> bool:

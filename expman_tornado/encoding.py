@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from typing import Hashable
+from typing import Hashable, Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -23,6 +24,17 @@ FORMATS = {
 #: Timestamps are written in UTC with microseconds and an explicit ``Z``.
 _ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 
+#: Rows of the JSON rows format encoded at a time (see :func:`iter_json_rows`).
+#: A chunk of eight float metrics is about 20 MB of text, below the 32 MiB cap
+#: of glibc's dynamic mmap threshold on 64-bit Linux, so a freed chunk's memory
+#: can serve the next one. Chunks of 131,072 rows were slower on a 2-core test machine.
+JSON_CHUNK_ROWS = 65536
+
+#: Tables of at most this many rows are encoded in one piece (see :func:`iter_json_rows`).
+SMALL_JSON_ROWS = 4096
+
+_NEWLINE, _COMMA, _CLOSING_BRACKET = b"\n,]"
+
 
 def encode(table: pa.Table, fmt: str) -> bytes:
     """Encode a metric table in one of :data:`FORMATS`."""
@@ -36,13 +48,41 @@ def encode(table: pa.Table, fmt: str) -> bytes:
         pq.write_table(table, buffer)
         return buffer.getvalue()
 
+    if fmt == "json":
+        return b"".join(iter_json_rows(table))
     frame = _frame(table)
     if fmt == "csv":
         return frame.write_csv().encode("utf-8")
-    if fmt == "columnar":
-        text = frame.select(pl.all().implode()).write_json()
-        return text[1:-1].encode("utf-8")  # The one row of lists, without the enclosing [ ].
-    return frame.write_json().encode("utf-8")
+    text = frame.select(pl.all().implode()).write_json()
+    return text[1:-1].encode("utf-8")  # The one row of lists, without the enclosing [ ].
+
+
+def iter_json_rows(table: pa.Table, rows_per_chunk: int = JSON_CHUNK_ROWS) -> Iterator[bytes]:
+    """Encode rows as a JSON list of objects, yielding the bytes of ``rows_per_chunk`` rows at a time.
+
+    The pieces joined are the whole list, so a reply can be sent while the rest
+    is encoded, and only one chunk's text is held at once. polars writes each
+    chunk as NDJSON (about three times faster than its JSON array writer on a
+    1,000,000-row table here), and the newline after each object becomes a
+    comma, in place. JSON text contains no raw newline inside a string, so every
+    newline byte is one of those. A table of at most :data:`SMALL_JSON_ROWS`
+    rows is written in one piece by the JSON array writer, because the NDJSON
+    writer costs about 0.4 ms more per call.
+    """
+    if table.num_rows <= SMALL_JSON_ROWS:
+        yield _frame(table).write_json().encode("utf-8")
+        return
+    for start in range(0, table.num_rows, rows_per_chunk):
+        buffer = io.BytesIO()
+        buffer.write(b"" if start else b"[")
+        _frame(table.slice(start, rows_per_chunk)).write_ndjson(buffer)
+        with buffer.getbuffer() as view:
+            text = np.frombuffer(view, dtype=np.uint8)
+            text[text == _NEWLINE] = _COMMA
+            if start + rows_per_chunk >= table.num_rows:
+                text[-1] = _CLOSING_BRACKET  # The comma after the last object.
+            del text
+        yield buffer.getvalue()
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -338,6 +338,18 @@ def test_missing_store_error(tmp_path):
     assert "Traceback" not in finished.stderr
 
 
+def test_port_in_use_error(tmp_path, real_store):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        finished = run_command(tmp_path, real_store, "--port", str(port))
+    assert finished.returncode == 1
+    assert "Cannot listen on 127.0.0.1 port %d" % port in finished.stderr
+    assert "--port" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
 def test_two_stores_error(tmp_path, real_store):
     finished = run_command(tmp_path, real_store, real_store)
     assert finished.returncode == 2

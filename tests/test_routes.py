@@ -226,3 +226,17 @@ async def test_int64_step_bounds(http_client, base_url):
     too_big = await http_client.fetch(base_url + RUN + "/metrics?since_step=9223372036854775808",
                                       raise_error=False)
     assert_api_error(too_big, 400, mentions="64-bit")
+
+
+@pytest.mark.parametrize("path, mentions", [
+    ("/api/experiments/vision/runs/baseline/files/run.yaml%00.png", "NUL"),
+    ("/api/experiments/vision/runs/baseline/files/a%5Cb", "backslash"),
+    # The name as sent, one backslash, not a repr with two.
+    ("/api/experiments/vision/runs/a%5Cb", "run name 'a\\b' contains a backslash"),
+    ("/api/experiments/a%2Fb/runs", "experiment name 'a/b' contains a slash"),
+    ("/api/experiments/%C3%28/runs", "unicode"),
+])
+@pytest.mark.gen_test
+async def test_bad_path_error_names_the_problem(http_client, base_url, path, mentions):
+    response = await http_client.fetch(base_url + path, raise_error=False)
+    assert_api_error(response, 400, mentions=mentions)

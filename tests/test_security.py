@@ -65,6 +65,14 @@ class TestToken:
         assert_api_error(response, 403)
 
     @pytest.mark.gen_test
+    async def test_wrong_token_header_on_write_names_token(self, http_client, base_url):
+        # Tornado checks XSRF before prepare(), and the error must still name the token.
+        response = await http_client.fetch(
+            base_url + RUN, method="PATCH", body=json.dumps({"description": "x"}),
+            headers={"Authorization": "token wrong"}, raise_error=False)
+        assert_api_error(response, 403, mentions="invalid token")
+
+    @pytest.mark.gen_test
     async def test_token_header_skips_xsrf(self, http_client, base_url):
         response = await http_client.fetch(
             base_url + RUN, method="PATCH", body=json.dumps({"description": "by header"}),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 
 import orjson
+from tornado import httputil
+from tornado.iostream import StreamClosedError
 from tornado.web import StaticFileHandler
 
 from ..errors import ApiError
-from ..store.files import identity_of
+from ..store.files import Identity, identity_of
 from ..store.store import guess_mime
 from .base import ApiHandler, content_disposition
 from .media import MediaHandler
@@ -38,6 +41,12 @@ class RunFileHandler(ApiHandler, StaticFileHandler):
 
     under = ""
 
+    #: Bytes read per request from object storage while a file is sent.
+    object_chunk_bytes = 1 << 20
+
+    #: The object being sent, on object storage (see :meth:`_send_object`).
+    object_identity: Identity | None = None
+
     def initialize(self) -> None:  # type: ignore[override]
         super().initialize(path="")
 
@@ -49,6 +58,9 @@ class RunFileHandler(ApiHandler, StaticFileHandler):
         real_path = await self.call_store(self.resolve_path, experiment, run, path)
         # A download keeps the requested name, also when it is a symlink to another file of the run.
         self.download_name = path.rsplit("/", 1)[-1]
+        if not self.store.fs.is_local:
+            await self._send_object(real_path, path, include_body)
+            return
         self.root = os.path.dirname(real_path)
         try:
             await StaticFileHandler.get(self, os.path.basename(real_path), include_body=include_body)
@@ -77,7 +89,60 @@ class RunFileHandler(ApiHandler, StaticFileHandler):
         """
         return self.store.file_path(experiment, run, path, self.under)
 
+    async def _send_object(self, real_path: str, path: str, include_body: bool) -> None:
+        """Send a file of a store on object storage, with the headers, 304, 416 and Range of a local one.
+
+        The object is stat-ed with one HEAD request and read in ranges of
+        :attr:`object_chunk_bytes` on the store's threads, so the IOLoop never
+        waits for the network.
+        """
+        fs = self.store.fs
+        identity = await self.call_store(fs.stat_fresh, real_path)
+        if identity is None:
+            raise ApiError(404, "file %r not found" % path)
+        self.object_identity = identity
+        self.path = self.absolute_path = real_path
+        self.modified = datetime.fromtimestamp(identity.mtime_ns // 1_000_000_000, timezone.utc)
+        self.set_headers()
+        if self.should_return_304():
+            self.set_status(304)
+            return
+        start, end = 0, identity.size
+        header = self.request.headers.get("Range")
+        requested = httputil._parse_request_range(header) if header else None
+        if requested is not None:
+            first, last = requested
+            if first is not None and first < 0:
+                first = max(0, first + identity.size)
+            if (first is not None and (first >= identity.size or (last is not None and first >= last))) or last == 0:
+                self.set_status(416)
+                self.set_header("Content-Range", "bytes */%d" % identity.size)
+                self._range_error(include_body)
+                return
+            start, end = first or 0, min(identity.size if last is None else last, identity.size)
+            if (start, end) != (0, identity.size):
+                self.set_status(206)
+                self.set_header("Content-Range", httputil._get_content_range(start, end, identity.size))
+        self.set_header("Content-Length", end - start)
+        while include_body and start < end:
+            chunk = await self.call_store(fs.read_bytes, real_path, start, min(self.object_chunk_bytes, end - start))
+            if not chunk:
+                break  # The object became shorter since the HEAD request.
+            start += len(chunk)
+            try:
+                self.write(chunk)
+                await self.flush()
+            except StreamClosedError:
+                return
+
+    def get_content_size(self) -> int:
+        if self.object_identity is not None:
+            return self.object_identity.size
+        return super().get_content_size()
+
     def compute_etag(self) -> str | None:
+        if self.object_identity is not None:
+            return '"%x-%x-%x"' % self.object_identity
         stat = self._stat()
         return '"%x-%x-%x"' % identity_of(stat)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 import orjson
+from polars.exceptions import PanicException
 from tornado.web import HTTPError, RequestHandler
 
 from ..encoding import BodyCache
@@ -18,6 +19,7 @@ from ..errors import ApiError
 from .auth import TokenAuthMixin
 from ..store import InvalidName, NotFound, OutsideStore, Store, UnreadableFile
 from ..store.edits import EditConflict, InvalidEdit, UneditableFile
+from ..store.filesystem import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,8 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         method = self.request.method.lower() if self.request.method else ""
         if getattr(type(self), method, None) is getattr(RequestHandler, method, None):
             return
-        if self.has_token_header():
-            return
+        if self.has_token_header() or not self.token_is_valid():
+            return  # Without a valid token, prepare() rejects the request with the token error.
         super().check_xsrf_cookie()
 
     def require_writable(self) -> None:
@@ -118,6 +120,9 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
                        "or authenticate with an 'Authorization: token …' header")
         elif isinstance(exc, HTTPError) and exc.status_code == 405:
             message = "method %s is not allowed on %s" % (self.request.method, self.request.path)
+        elif isinstance(exc, HTTPError) and exc.status_code == 400 and exc.log_message:
+            # Tornado's own checks, such as a URL that is not valid UTF-8.
+            message = exc.log_message % exc.args if exc.args else exc.log_message
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         body = {"error": {"status": status_code, "message": message}}
@@ -142,8 +147,16 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
             raise ApiError(422, str(exc)) from None
         except EditConflict as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+        except StoreUnavailable as exc:
+            log.warning("%s (%s %s)", exc, self.request.method, self.request.path)
+            raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         except PermissionError as exc:
             raise ApiError(403, "permission denied on %s" % _file_name(exc)) from None
+        except PanicException as exc:
+            # polars raises this (not an Exception) on values it cannot handle; left
+            # alone, it would end the request without any reply.
+            log.error("polars failed on %s: %s", self.request.path, exc)
+            raise ApiError(422, "the rows of this file cannot be read or encoded: %s" % exc) from None
         except OSError as exc:
             log.error("Reading or writing the store failed: %s", exc)
             raise ApiError(500, "access to %s failed: %s" % (_file_name(exc), exc.strerror or exc)) from None

@@ -177,7 +177,7 @@ class LogStreamHandler(EventStreamHandler):
         while start < end:
             window_end = min(end, start + MAX_LOG_BYTES)
             lines, next_start = await self.call_store(
-                read_log_lines, path, start, window_end, window_end == end
+                read_log_lines, path, start, window_end, window_end == end, self.store.fs
             )
             if next_start == start:
                 break  # The file shrank or cannot be read; the live events take over.

@@ -38,7 +38,9 @@ class RunsHandler(ApiHandler):
             query = parse_query(self.get_query_argument("q", ""))
         except SearchError as exc:
             raise ApiError(400, "query parameter 'q' is invalid: %s" % exc) from None
-        self.write_json(await self.call_store(self.store.runs, experiment, metrics, query))
+        body = await self.call_store(self.store.runs_json, experiment, metrics, query)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(body)
 
 
 default_handlers = [

@@ -43,6 +43,8 @@ class SpawnHandler(JupyterHandler):
 
     async def post(self) -> None:
         self.require_writable()
+        if not self.store.fs.is_local:
+            raise ApiError(501, "notebooks need a store in a local folder; %s is on object storage" % self.store.root)
         experiment, runs = self._runs_requested(self.json_object())
         folders = {}
         for run in runs:

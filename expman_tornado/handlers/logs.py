@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..store.filesystem import LOCAL, LocalFilesystem, ObjectFilesystem
 from .base import ApiHandler
 from .routes import LOG
 
@@ -17,19 +18,20 @@ class LogHandler(ApiHandler):
     async def get(self, experiment: str, run: str, name: str) -> None:
         tail = self.int_argument("tail", None, minimum=0)
         path = await self.call_store(self.store.log_path, experiment, run, name)
-        data = await self.call_store(read_tail, path, tail)
+        data = await self.call_store(read_tail, path, tail, self.store.fs)
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.finish(data.decode("utf-8", "replace").encode("utf-8"))
 
 
-def read_tail(path: str, lines: int | None) -> bytes:
+def read_tail(path: str, lines: int | None, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> bytes:
     """Return the last ``lines`` lines of a file (all of it for None), reading from its end.
 
     A line ends at ``\\n``; a ``\\r`` before it belongs to the line end. The last
     line counts even without a final newline.
     """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    with filesystem.open_input(path) as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
         if lines is None:
             return f.read()
         if lines == 0:

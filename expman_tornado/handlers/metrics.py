@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ..encoding import FORMATS, encode
+import pyarrow as pa
+from tornado.iostream import StreamClosedError
+
+from ..encoding import FORMATS, JSON_CHUNK_ROWS, encode, iter_json_rows
 from ..errors import ApiError
 from ..store.query import RowQuery
 from .base import ApiHandler, content_disposition
@@ -27,7 +30,19 @@ class MetricsHandler(ApiHandler):
         if fmt in ("parquet", "csv"):
             filename = "%s-%s.%s" % (run, self.kind, fmt)
             self.set_header("Content-Disposition", content_disposition(filename))
-        self.finish(body)
+        if isinstance(body, bytes):
+            self.finish(body)
+            return
+        # Rows too many to keep as one body are encoded and sent a chunk at a
+        # time, so the next chunk is encoded while the client reads this one.
+        pieces = iter_json_rows(body, JSON_CHUNK_ROWS)
+        try:
+            while (piece := await self.call_store(next, pieces, None)) is not None:
+                self.write(piece)
+                await self.flush()
+        except StreamClosedError:
+            return  # The client went away; the rest is not encoded.
+        self.finish()
 
     def _row_query(self) -> RowQuery:
         columns = self.list_argument("columns")
@@ -38,13 +53,20 @@ class MetricsHandler(ApiHandler):
             max_points=self.int_argument("max_points", 0, minimum=0) or 0,
         )
 
-    def _read_and_encode(self, experiment: str, run: str, query: RowQuery, fmt: str) -> bytes:
-        """Return the encoded rows, from the cache while the run's files are unchanged."""
+    def _read_and_encode(self, experiment: str, run: str, query: RowQuery, fmt: str) -> bytes | pa.Table:
+        """Return the encoded rows, from the cache while the run's files are unchanged.
+
+        JSON rows of more than :data:`JSON_CHUNK_ROWS` rows are returned as the
+        selected table instead, for :meth:`get` to send in chunks.
+        """
         table, version = self.store.metrics_version(experiment, run, self.kind)
         key = (experiment, run, self.kind, version, query, fmt)
         body = self.context.body_cache.get(key)
         if body is None:
-            body = encode(query.apply(table), fmt)
+            rows = query.apply(table)
+            if fmt == "json" and rows.num_rows > JSON_CHUNK_ROWS:
+                return rows
+            body = encode(rows, fmt)
             self.context.body_cache.put(key, body)
         return body
 

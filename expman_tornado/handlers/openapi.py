@@ -335,7 +335,9 @@ PATHS: list[tuple[str, str, dict]] = [
         "get": stream_operation("streamRun", "A run's changes: Snapshot, MetricsUpdated, LogMessage, …",
                                 RUN_PARAMETERS + [query_parameter(
                                     "since_step", "start with the rows after step N (-1: all)",
-                                    {"type": "integer", "minimum": -1})]),
+                                    {"type": "integer", "minimum": -1}), query_parameter(
+                                    "last_event_id", "resume after the event with this id, for clients "
+                                    "that cannot send the Last-Event-ID header (which wins)", {"type": "string"})]),
     }),
     (routes.STORE_LIVE, "/api/live", {
         "get": stream_operation("streamStore", "Experiments and runs created or deleted, status changes", []),

@@ -27,7 +27,9 @@ class ServerHandler(ApiHandler):
                 "read_only": context.read_only,
                 "live": hub is not None and hub.watcher is not None,
                 "subscribers": hub.subscribers if hub is not None else 0,
-                "jupyter": "notebooks" in context.extra and context.extra.get("jupyter_routes", False),
+                # Notebooks open from a local folder, so a store on object storage has none.
+                "jupyter": ("notebooks" in context.extra and context.extra.get("jupyter_routes", False)
+                            and context.store.fs.is_local),
                 "editable": not context.read_only,
                 "store": context.store.root,
             }

@@ -8,9 +8,14 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+if TYPE_CHECKING:
+    import nbformat
+
+# nbformat is imported where it is used: with jsonschema's format checkers it
+# takes about 2 s to import here, which the server would otherwise spend at
+# every start, notebook or not.
 
 NOTEBOOK_NAME = "interactive.ipynb"
 
@@ -119,6 +124,9 @@ class NotebookResult:
 
 def build_notebook(experiment: str, runs: dict[str, str]) -> nbformat.NotebookNode:
     """Build a notebook for one run, or one that compares several; ``runs`` maps names to folders."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
     notebook = new_notebook()
     names = list(runs)
     if len(names) == 1:
@@ -218,6 +226,8 @@ def write_notebook(path: str, notebook: nbformat.NotebookNode) -> NotebookResult
             return NotebookResult(path, written=False, edited=True)
         if recorded == notebook.metadata[METADATA_KEY]["content_sha256"]:
             return NotebookResult(path, written=False, edited=False)
+
+    import nbformat
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # A name of its own per call, so two requests writing at once cannot mix their bytes.
