@@ -9,8 +9,18 @@ export function formatNumber(value: unknown): string {
   if (value === -Infinity) return "−Inf";
   if (Number.isInteger(value) && Math.abs(value) < 1e15) return String(value);
   const magnitude = Math.abs(value);
-  if (magnitude !== 0 && (magnitude >= 1e6 || magnitude < 1e-3)) return value.toExponential(3);
+  if (magnitude !== 0 && (magnitude >= 1e6 || magnitude < 1e-3)) return compactExponential(value);
   return String(Number(value.toPrecision(5)));
+}
+
+/**
+ * Format a number as 4 significant digits without trailing zeros and a bare
+ * exponent ("1e-4", "2.5e-5", "1.235e6"), so it reads like the plain numbers
+ * ("0.01") that share its column.
+ */
+function compactExponential(value: number): string {
+  const [mantissa, exponent] = value.toExponential(3).split("e");
+  return `${Number(mantissa)}e${Number(exponent)}`;
 }
 
 /** Format a tick value of a chart axis: short, and exponential only for extreme values. */
@@ -77,6 +87,11 @@ export function formatBytes(bytes: number | null | undefined): string {
     unit += 1;
   }
   return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** Quote names for a message, so that ids such as ".." or "a, b" read as names: “a”, “..”. */
+export function quoteNames(names: string[]): string {
+  return names.map((name) => `“${name}”`).join(", ");
 }
 
 /** Format a param value for a table cell. */

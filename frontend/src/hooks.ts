@@ -86,11 +86,22 @@ export function useDebouncedValue<T>(value: T, waitMs: number): T {
   return settled;
 }
 
-/** Call `listener` for each store-wide event (experiments and runs created, deleted, status). */
-export function useStoreEvents(listener: (event: StoreEvent) => void): void {
-  const saved = useRef(listener);
-  saved.current = listener;
-  useEffect(() => storeStream.subscribe((event) => saved.current(event)), []);
+/**
+ * Call `listener` for each store-wide event (experiments and runs created,
+ * deleted, status), and `onResync` when the stream opens again after the page
+ * was hidden, since the events sent meanwhile are lost.
+ */
+export function useStoreEvents(listener: (event: StoreEvent) => void, onResync?: () => void): void {
+  const saved = useRef({ listener, onResync });
+  saved.current = { listener, onResync };
+  useEffect(
+    () =>
+      storeStream.subscribe(
+        (event) => saved.current.listener(event),
+        () => saved.current.onResync?.(),
+      ),
+    [],
+  );
 }
 
 /** Return a number that increases each time the server comes back after being unreachable. */

@@ -4,20 +4,50 @@
 // id of the last event it got as `Last-Event-ID`, so the server resumes the
 // stream exactly where it stopped. It gives up only when the server responds
 // with an error status, so then the stream is reopened here after a delay.
+// A page hidden for a while closes its streams (see visibility.ts). A new
+// EventSource cannot send `Last-Event-ID`, so a reopened run stream passes the
+// id it last got as `last_event_id` instead, and the server replays the rows,
+// log lines, histograms and media after it. A stream with no id yet starts
+// from the step before the last one its owner loaded (`since_step`), so the
+// row of that last step comes again with any value merged into it since.
 
 import { apiUrl, runUrl, withQuery } from "./api";
 import { connection } from "./connection";
-import type { MetricRow, RunStatus } from "./types";
+import type { MediaEntry, MetricRow, RunStatus } from "./types";
+import { pageActivity } from "./visibility";
 
 export type StreamState = "connecting" | "open" | "reconnecting" | "ended";
 
+/**
+ * The way a stream opened by a new EventSource continues an earlier one.
+ * `"exact"`: it resumed from the last event id, so only the edits and
+ * artifacts of the time between are missing. `"from-step"`: it started from
+ * a metric step, so log lines, histograms and media are missing too.
+ * `"none"`: the first connection, or one of EventSource's own
+ * reconnections, which send `Last-Event-ID` and miss nothing.
+ */
+export type Resumed = "none" | "exact" | "from-step";
+
+/** The start of a run stream: after the event with `lastEventId` when set, else after `sinceStep`. */
+export interface StreamStart {
+  sinceStep: number | null;
+  lastEventId: string | null;
+}
+
 export interface RunStreamHandlers {
-  onSnapshot?(data: { status: RunStatus; stale: boolean; last_step: number | null }): void;
+  /** The first event of every connection. */
+  onSnapshot?(data: { status: RunStatus; stale: boolean; last_step: number | null }, resumed: Resumed): void;
   onMetrics?(data: { rows: MetricRow[]; last_step: number | null }): void;
+  /** Rows already received, sent again with the values of a later row of the same step merged in. */
+  onMerged?(data: { rows: MetricRow[] }): void;
   onLog?(data: { file: string; lines: string[] }): void;
   onStatus?(data: { status: RunStatus; previous: RunStatus; finished_at: string | null }): void;
   onRunUpdated?(data: unknown): void;
   onArtifact?(data: unknown): void;
+  onHistograms?(data: { tags: string[]; last_step: number | null }): void;
+  onMedia?(data: MediaEntry): void;
+  /** New system metric rows were written (the event carries them too, as `rows`). */
+  onSystem?(): void;
   onDeleted?(): void;
   onState?(state: StreamState): void;
   /** Called when the server rejected the stream; return false to stop reopening it. */
@@ -34,29 +64,44 @@ function parse(event: MessageEvent): any {
   }
 }
 
-/** The live stream of one run, from the step after `sinceStep` on. */
+/** The live stream of one run, from `start` on. */
 export class RunStream {
+  /** The id of the last event received, to resume from when the stream is opened anew. */
+  lastEventId: string | null;
   private source: EventSource | null = null;
   private reopenTimer: number | undefined;
   private closed = false;
   private lastStep: number | null;
+  private resumed: Resumed;
 
   constructor(
     private readonly experiment: string,
     private readonly run: string,
-    sinceStep: number | null,
+    start: StreamStart,
     private readonly handlers: RunStreamHandlers,
   ) {
-    this.lastStep = sinceStep;
+    this.lastStep = start.sinceStep;
+    this.lastEventId = start.lastEventId;
+    this.resumed = "none";
     this.open();
   }
 
   private open(): void {
-    const url = withQuery(runUrl(this.experiment, this.run, "live"), {
-      since_step: this.lastStep === null ? -1 : this.lastStep,
-    });
-    const source = new EventSource(url, { withCredentials: true });
+    let query: Record<string, string | number>;
+    // The step whose rows the owner has and the stream sends again, merged.
+    let overlap: number | null = null;
+    if (this.lastEventId !== null) {
+      query = { last_event_id: this.lastEventId };
+    } else if (this.lastStep === null || this.lastStep <= 0) {
+      query = { since_step: this.lastStep ?? -1 };
+    } else {
+      query = { since_step: this.lastStep - 1 };
+      overlap = this.lastStep;
+    }
+    let snapshots = 0;
+    const source = new EventSource(withQuery(runUrl(this.experiment, this.run, "live"), query), { withCredentials: true });
     this.source = source;
+    let resumed = this.resumed;
     this.handlers.onState?.("connecting");
 
     source.onopen = () => this.handlers.onState?.("open");
@@ -73,18 +118,44 @@ export class RunStream {
       void this.afterRejection();
     };
 
-    source.addEventListener("Snapshot", (event) => this.handlers.onSnapshot?.(parse(event as MessageEvent)));
-    source.addEventListener("MetricsUpdated", (event) => {
-      const data = parse(event as MessageEvent);
+    /** Listen to one event type and keep each event's id. `handle` gets the parsed data. */
+    const on = (type: string, handle: (data: any) => void) =>
+      source.addEventListener(type, (event) => {
+        const message = event as MessageEvent;
+        if (message.lastEventId) this.lastEventId = message.lastEventId;
+        handle(parse(message));
+      });
+
+    on("Snapshot", (data) => {
+      // A second Snapshot follows EventSource's own reconnection, which resumes from its id.
+      snapshots += 1;
+      if (snapshots > 1) overlap = null;
+      this.handlers.onSnapshot?.(data, resumed);
+      // EventSource's own reconnections send Last-Event-ID, so they miss nothing.
+      resumed = "none";
+    });
+    on("MetricsUpdated", (data) => {
       if (!data) return;
       if (typeof data.last_step === "number") this.lastStep = data.last_step;
+      if (overlap !== null) {
+        const step = overlap;
+        overlap = null;
+        const rows: MetricRow[] = Array.isArray(data.rows) ? data.rows : [];
+        const again = rows.filter((row) => row.step === step);
+        if (again.length) this.handlers.onMerged?.({ rows: again });
+        data = { ...data, rows: rows.filter((row) => row.step !== step) };
+      }
       this.handlers.onMetrics?.(data);
     });
-    source.addEventListener("LogMessage", (event) => this.handlers.onLog?.(parse(event as MessageEvent)));
-    source.addEventListener("StatusChanged", (event) => this.handlers.onStatus?.(parse(event as MessageEvent)));
-    source.addEventListener("RunUpdated", (event) => this.handlers.onRunUpdated?.(parse(event as MessageEvent)));
-    source.addEventListener("ArtifactAdded", (event) => this.handlers.onArtifact?.(parse(event as MessageEvent)));
-    source.addEventListener("RunDeleted", () => {
+    on("MetricsMerged", (data) => data && this.handlers.onMerged?.(data));
+    on("LogMessage", (data) => this.handlers.onLog?.(data));
+    on("StatusChanged", (data) => this.handlers.onStatus?.(data));
+    on("RunUpdated", (data) => this.handlers.onRunUpdated?.(data));
+    on("ArtifactAdded", (data) => this.handlers.onArtifact?.(data));
+    on("HistogramsUpdated", (data) => data && this.handlers.onHistograms?.(data));
+    on("SystemUpdated", () => this.handlers.onSystem?.());
+    on("MediaAdded", (data) => data && this.handlers.onMedia?.(data));
+    on("RunDeleted", () => {
       this.close();
       this.handlers.onDeleted?.();
     });
@@ -97,7 +168,9 @@ export class RunStream {
       return;
     }
     this.reopenTimer = window.setTimeout(() => {
-      if (!this.closed) this.open();
+      if (this.closed) return;
+      this.resumed = this.lastEventId !== null ? "exact" : "from-step";
+      this.open();
     }, REOPEN_DELAY_MS);
   }
 
@@ -131,22 +204,40 @@ const STORE_EVENTS: StoreEvent["type"][] = [
 
 type StoreListener = (event: StoreEvent) => void;
 
-/** The store-wide stream, opened while at least one view listens to it. */
+/**
+ * The store-wide stream, open while at least one view listens to it and the
+ * page is not released (hidden for a while). It sends no catch-up, so when it
+ * opens again after a release each view's `onResync` reloads what it shows.
+ */
 class StoreStream {
   private source: EventSource | null = null;
   private listeners = new Set<StoreListener>();
+  private resyncListeners = new Set<() => void>();
   private reopenTimer: number | undefined;
 
-  subscribe(listener: StoreListener): () => void {
+  constructor() {
+    pageActivity.subscribe((active) => (active ? this.resume() : this.close()));
+  }
+
+  subscribe(listener: StoreListener, onResync?: () => void): () => void {
     this.listeners.add(listener);
+    if (onResync) this.resyncListeners.add(onResync);
     if (!this.source) this.open();
     return () => {
       this.listeners.delete(listener);
+      if (onResync) this.resyncListeners.delete(onResync);
       if (this.listeners.size === 0) this.close();
     };
   }
 
+  private resume(): void {
+    if (!this.listeners.size || this.source) return;
+    this.open();
+    for (const listener of [...this.resyncListeners]) listener();
+  }
+
   private open(): void {
+    if (!pageActivity.active) return;
     const source = new EventSource(apiUrl("live"), { withCredentials: true });
     this.source = source;
     source.onerror = () => {

@@ -11,6 +11,7 @@ import { apiUrl, BASE_URL, getJson } from "./api";
 import { Link, Message } from "./components/common";
 import { connection } from "./connection";
 import { ServerContext, useConnectionDown, useConnectionGeneration, useNow } from "./hooks";
+import { KeyboardShortcuts } from "./keyboard";
 import { routeUrl, useLocation, type Route } from "./router";
 import type { ServerInfo } from "./types";
 import { ExperimentPage } from "./views/ExperimentPage";
@@ -104,6 +105,7 @@ function App() {
         )}
       </header>
       <ConnectionBanner />
+      <KeyboardShortcuts />
       <main>
         <View route={location.route} query={location.query} />
       </main>

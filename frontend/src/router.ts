@@ -5,22 +5,28 @@
 //   <base>                                       overview
 //   <base>experiments/<exp>                      runs table
 //   <base>experiments/<exp>/charts               charts of the selected runs
-//   <base>experiments/<exp>/runs/<run>[/<tab>]   one run (tab: charts, logs, artifacts)
+//   <base>experiments/<exp>/compare              the selected runs side by side: what differs
+//   <base>experiments/<exp>/parallel             parallel coordinates of params and metrics
+//   <base>experiments/<exp>/runs/<run>[/<tab>]   one run (tab: charts, histograms, media, logs, artifacts)
 // View settings (filters, selection, chart options) live in the query string.
 
 import { useEffect, useState } from "preact/hooks";
 
 import { BASE_URL } from "./api";
 
-export type RunTab = "overview" | "charts" | "logs" | "artifacts";
+export type ExperimentTab = "runs" | "charts" | "compare" | "parallel";
+
+const EXPERIMENT_TABS: ExperimentTab[] = ["runs", "charts", "compare", "parallel"];
+
+export type RunTab = "overview" | "charts" | "histograms" | "media" | "logs" | "artifacts";
 
 export type Route =
   | { view: "overview" }
-  | { view: "experiment"; experiment: string; tab: "runs" | "charts" }
+  | { view: "experiment"; experiment: string; tab: ExperimentTab }
   | { view: "run"; experiment: string; run: string; tab: RunTab }
   | { view: "not-found"; path: string };
 
-const RUN_TABS: RunTab[] = ["overview", "charts", "logs", "artifacts"];
+const RUN_TABS: RunTab[] = ["overview", "charts", "histograms", "media", "logs", "artifacts"];
 
 function decodeSegment(segment: string): string | null {
   try {
@@ -44,7 +50,9 @@ export function parseRoute(pathname: string): Route {
   if (segments[0] !== "experiments" || segments.length < 2) return { view: "not-found", path: pathname };
   const experiment = segments[1];
   if (segments.length === 2) return { view: "experiment", experiment, tab: "runs" };
-  if (segments.length === 3 && segments[2] === "charts") return { view: "experiment", experiment, tab: "charts" };
+  if (segments.length === 3 && segments[2] !== "runs" && EXPERIMENT_TABS.includes(segments[2] as ExperimentTab)) {
+    return { view: "experiment", experiment, tab: segments[2] as ExperimentTab };
+  }
   if (segments[2] === "runs" && (segments.length === 4 || segments.length === 5)) {
     const tab = (segments[4] ?? "overview") as RunTab;
     if (RUN_TABS.includes(tab)) return { view: "run", experiment, run: segments[3], tab };
@@ -61,7 +69,7 @@ export function routeUrl(route: Route, query?: URLSearchParams | string): string
       path = "";
       break;
     case "experiment":
-      path = `experiments/${e(route.experiment)}` + (route.tab === "charts" ? "/charts" : "");
+      path = `experiments/${e(route.experiment)}` + (route.tab === "runs" ? "" : `/${route.tab}`);
       break;
     case "run":
       path = `experiments/${e(route.experiment)}/runs/${e(route.run)}` + (route.tab === "overview" ? "" : `/${route.tab}`);
@@ -73,7 +81,7 @@ export function routeUrl(route: Route, query?: URLSearchParams | string): string
   return BASE_URL + path + (text ? `?${text}` : "");
 }
 
-export function experimentUrl(experiment: string, tab: "runs" | "charts" = "runs", query?: URLSearchParams): string {
+export function experimentUrl(experiment: string, tab: ExperimentTab = "runs", query?: URLSearchParams): string {
   return routeUrl({ view: "experiment", experiment, tab }, query);
 }
 

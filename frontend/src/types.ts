@@ -31,6 +31,9 @@ export interface Run {
   /** Per metric, the smallest and largest value and their steps; absent from older servers. */
   best?: Record<string, { min: number | null; min_step: number | null; max: number | null; max_step: number | null }>;
   heartbeat_at?: string | null;
+  /** The cohort the run belongs to (DDP ranks of one job, a sweep), from run.yaml. */
+  group?: string | null;
+  rank?: number | null;
 }
 
 export interface ColumnInfo {
@@ -85,3 +88,25 @@ export interface ArtifactEntry {
 
 /** A metric row as JSON sends it: NaN and ±Inf arrive as null. */
 export type MetricRow = { step: number | null; timestamp: string | null } & Record<string, unknown>;
+
+/** A histogram of `GET …/runs/:run/histograms`: `edges` has one more entry than `counts`; null is an infinite edge. */
+export interface Histogram {
+  step: number | null;
+  edges: (number | null)[];
+  counts: number[];
+}
+
+/** `GET …/runs/:run/histograms`: the histograms of each tag, in the order they were logged. */
+export type HistogramsByTag = Record<string, Histogram[]>;
+
+/** An entry of `GET …/runs/:run/media` (one line of the run's media.jsonl). */
+export interface MediaEntry {
+  tag: string;
+  step: number | null;
+  /** The path relative to the run folder. */
+  file: string;
+  url: string;
+  mime: string;
+  bytes: number;
+  logged_at: string | null;
+}

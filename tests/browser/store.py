@@ -130,9 +130,9 @@ def write_browser_store(root: str) -> None:
 class LiveRun:
     """A run that logs a step every ``LIVE_STEP_SECONDS`` in a thread, until stopped."""
 
-    def __init__(self, root: str, experiment: str = LIVE_EXPERIMENT, name: str = LIVE_RUN):
+    def __init__(self, root: str, experiment: str = LIVE_EXPERIMENT, name: str = LIVE_RUN, **logger_options):
         self._stop = threading.Event()
-        self._run = new_run(root, experiment, name)
+        self._run = new_run(root, experiment, name, **logger_options)
         self._run.log_params({"lr": 0.02, "batch_size": 64, "optimizer": {"name": "sgd", "momentum": 0.9}})
         retry_logger_call(self._run.set_tags, ["live"])
         retry_logger_call(self._run.set_description, "keeps training while the tests run")
@@ -192,3 +192,89 @@ def open_nan_run(root: str):
     for step, loss in enumerate([1.0, float("nan"), 0.8, float("inf"), 0.6, float("-inf"), 0.5]):
         run.log_vector({"train/loss": loss}, step=step)
     return run
+
+
+#: The experiment of the groups and compare tests: runs in two groups of a sweep.
+GROUPS_EXPERIMENT = "sweep"
+GROUPS_PROJECT = "vision-2026"
+#: Steps each grouped run logs; the runs of seed 3 log every other step only.
+GROUP_STEPS = 100
+#: Group → (learning rate, seeds); each seed is one run named "<group>-s<seed>".
+GROUP_RUNS = {"lr-0.1": (0.1, [1, 2, 3]), "lr-0.01": (0.01, [1, 2])}
+
+
+def group_loss(lr: float, seed: int, step: int) -> float:
+    """Return the train/loss the grouped runs log: a decay set by lr, shifted by 0.1 per seed."""
+    return 2.0 * math.exp(-lr * step / 3) + 0.1 * seed
+
+
+def write_groups_store(root: str) -> None:
+    """Write experiment ``sweep`` (project vision-2026) with grouped runs, and experiments for the overview.
+
+    In ``sweep``, each run of GROUP_RUNS logs train/loss and an epoch counter
+    (step // 10). The run of seed 3 logs only the even steps, so the runs of a
+    group do not share every step. Run ``solo`` has no group and fails. The
+    overview gets ``sweep-b`` (same project), ``nlp`` (project text) and
+    ``scratch`` (no project).
+    """
+    for group, (lr, seeds) in GROUP_RUNS.items():
+        for seed in seeds:
+            run = new_run(root, GROUPS_EXPERIMENT, "%s-s%d" % (group, seed), project=GROUPS_PROJECT, group=group)
+            run.log_params({"lr": lr, "seed": seed, "batch_size": 32})
+            retry_logger_call(run.set_tags, ["sweep"])
+            for step in range(0, GROUP_STEPS, 2 if seed == 3 else 1):
+                run.log_vector({"train/loss": group_loss(lr, seed, step), "epoch": float(step // 10)}, step=step)
+            run.close()
+
+    run = new_run(root, GROUPS_EXPERIMENT, "solo", project=GROUPS_PROJECT)
+    run.log_params({"lr": 0.5, "seed": 1, "batch_size": 64})
+    for step in range(20):
+        run.log_vector({"train/loss": 3.0 - step * 0.1, "epoch": float(step // 10)}, step=step)
+    run.fail("loss stopped falling")
+
+    for experiment, project in (("sweep-b", GROUPS_PROJECT), ("nlp", "text"), ("scratch", None)):
+        run = new_run(root, experiment, "only", project=project)
+        run.log_vector({"train/loss": 1.0}, step=0)
+        run.close()
+
+
+#: The experiment of the user findings tests.
+FINDINGS_EXPERIMENT = "findings"
+#: A run name of 150 characters, longer than any column of the dashboard.
+LONG_RUN = "very-long-" + "x" * 130 + "-run-name"
+#: Run → (group, learning rate, weight decay, steps). The group "no group" is a real value.
+FINDINGS_RUNS = {
+    LONG_RUN: ("cohort-a", 0.01, 0.001, 120),
+    "short-a": ("cohort-a", 0.0001, 0.01, 120),
+    "short-b": ("cohort-b", 0.001, 0.1, 66),
+    "literal": ("no group", 0.001, 0.01, 40),
+    "plain": (None, 0.001, 0.01, 40),
+}
+
+
+def write_findings_store(root: str) -> None:
+    """Write experiment ``findings`` (FINDINGS_RUNS), whose metrics include counters, learning rates and times.
+
+    Each run logs train/loss, val/acc, epoch, iteration, lr, learning_rate
+    and time_secs at every step. Its params are lr, batch_size (32 or 64),
+    optimizer.name (adamw or sgd) and optimizer.weight_decay.
+    """
+    for index, (name, (group, lr, weight_decay, steps)) in enumerate(FINDINGS_RUNS.items()):
+        run = new_run(root, FINDINGS_EXPERIMENT, name, group=group)
+        optimizer = {"name": "sgd" if index % 2 else "adamw", "weight_decay": weight_decay}
+        run.log_params({"lr": lr, "batch_size": 64 if index % 2 else 32, "optimizer": optimizer})
+        for step in range(steps):
+            loss = 2.0 * math.exp(-step / 40) + 0.1 * index
+            run.log_vector(
+                {
+                    "train/loss": loss,
+                    "val/acc": 1.0 - loss / 3,
+                    "epoch": float(step // 10),
+                    "iteration": float(step * 4),
+                    "lr": lr * (0.5 ** (step // 50)),
+                    "learning_rate": lr,
+                    "time_secs": 0.25 * step,
+                },
+                step=step,
+            )
+        run.close()

@@ -3,19 +3,37 @@
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
-import { Link, LiveBadge, Message } from "../components/common";
+import { colorAt, RUN_COLORS } from "../colors";
+import { Link, LiveBadge, Message, RunLabel } from "../components/common";
 import { parseTime } from "../format";
+import {
+  GROUP_BY_KEY,
+  groupByChoices,
+  groupByValue,
+  groupKeyOf,
+  groupRuns,
+  NO_VALUE_KEY,
+  noValueLabel,
+  parseGroupBy,
+  type GroupBy,
+} from "../grouping";
 import { runPageUrl, updateQuery } from "../router";
 import { RunSession } from "../session";
-import { MetricChart, xMapping, type ChartRun, type ChartSettings, type XMode, type XRange } from "./MetricChart";
+import type { Run } from "../types";
+import { AggregateChart, type ChartGroup } from "./AggregateChart";
+import { BAND_NAMES, type BandKind } from "./aggregate";
+import { LazyChart } from "./LazyChart";
+import { xMapping, type ChartRun, type ChartSettings, type XMode, type XRange } from "./MetricChart";
+import { SystemCharts } from "./SystemCharts";
+import { useTheme } from "./theme";
 
 /** Live streams the charts of an experiment open at most; further live runs are polled. */
 const MAX_RUN_STREAMS = 3;
 
 const X_MODE_NAMES: Record<XMode, string> = { step: "Step", wall: "Wall time", relative: "Relative time" };
 
-/** Colours of runs, in selection order; readable on light and dark backgrounds. */
-export const RUN_COLORS = ["#3b82f6", "#ef4444", "#10b981", "#f59e0b", "#8b5cf6", "#ec4899", "#14b8a6", "#f97316", "#6366f1", "#84cc16"];
+// Runs take their colours in selection order.
+export { RUN_COLORS } from "../colors";
 
 export interface ChartsPanelProps {
   experiment: string;
@@ -24,6 +42,90 @@ export interface ChartsPanelProps {
   /** A session owned by the caller (the run page), charted instead of `runs`. */
   session?: RunSession;
   query: URLSearchParams;
+  /**
+   * The experiment's runs as the runs listing returns them. Their group,
+   * status and params place the charted runs in groups (`group_by`); without
+   * them the charts offer no grouping.
+   */
+  runList?: Run[];
+}
+
+/** Query keys: the metrics drawn as group means, and the band drawn around each mean. */
+const AGGREGATE_KEY = "agg";
+const BAND_KEY = "band";
+
+/**
+ * Place the charted runs in groups, ordered and coloured as the groups of the
+ * whole experiment are in the runs table. A run missing from the list (just
+ * created) counts as having no value.
+ */
+function chartGroups(runs: ChartRun[], runList: Run[], groupBy: GroupBy): ChartGroup[] {
+  const byId = new Map(runList.map((run) => [run.id, run]));
+  const known = groupRuns(runList, groupBy);
+  const order = new Map(known.map((group, index) => [group.key, index]));
+  const members = new Map<string, ChartRun[]>();
+  for (const run of runs) {
+    const info = byId.get(run.key);
+    const key = info ? groupKeyOf(info, groupBy) : NO_VALUE_KEY;
+    if (!members.has(key)) members.set(key, []);
+    members.get(key)!.push(run);
+  }
+  const rank = (key: string) => order.get(key) ?? known.length;
+  const keys = [...members.keys()].sort((a, b) => rank(a) - rank(b));
+  return keys.map((key) => ({
+    key,
+    label: known[rank(key)]?.label ?? noValueLabel(groupBy),
+    none: key === NO_VALUE_KEY,
+    color: colorAt(rank(key)),
+    runs: members.get(key)!,
+  }));
+}
+
+function GroupToolbar(props: { runList: Run[]; groupBy: GroupBy | null; band: BandKind; groups: number; allAggregated: boolean; metrics: string[] }) {
+  const { runList, groupBy, band, groups, allAggregated, metrics } = props;
+  return (
+    <div class="toolbar group-toolbar">
+      <label class="select-label">
+        Group by
+        <select
+          aria-label="Group runs by"
+          value={groupBy ? groupByValue(groupBy) : ""}
+          onChange={(event) => updateQuery({ [GROUP_BY_KEY]: (event.target as HTMLSelectElement).value || null })}
+        >
+          <option value="">none</option>
+          {groupByChoices(runList, groupBy).map((choice) => (
+            <option key={choice.value} value={choice.value}>
+              {choice.label}
+            </option>
+          ))}
+        </select>
+      </label>
+      {groupBy && (
+        <>
+          <label class="select-label">
+            Band
+            <select
+              aria-label="Band around the mean"
+              value={band}
+              onChange={(event) => updateQuery({ [BAND_KEY]: (event.target as HTMLSelectElement).value === "std" ? "std" : null })}
+            >
+              {(["minmax", "std"] as BandKind[]).map((kind) => (
+                <option key={kind} value={kind}>
+                  {BAND_NAMES[kind]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <button type="button" class="button" onClick={() => updateQuery({ [AGGREGATE_KEY]: allAggregated ? null : metrics })}>
+            {allAggregated ? "Show the runs in every chart" : "Group means in every chart"}
+          </button>
+          <span class="muted small" data-testid="group-count" title="The “group means” button of a chart draws each group's mean line and band">
+            {groups === 1 ? "1 group" : `${groups} groups`} among the charted runs
+          </span>
+        </>
+      )}
+    </div>
+  );
 }
 
 export function readSettings(query: URLSearchParams): ChartSettings {
@@ -36,19 +138,8 @@ export function readSettings(query: URLSearchParams): ChartSettings {
   };
 }
 
-function useTheme(): string {
-  const media = useMemo(() => window.matchMedia("(prefers-color-scheme: dark)"), []);
-  const [dark, setDark] = useState(media.matches);
-  useEffect(() => {
-    const listener = () => setDark(media.matches);
-    media.addEventListener("change", listener);
-    return () => media.removeEventListener("change", listener);
-  }, [media]);
-  return dark ? "dark" : "light";
-}
-
 /** Keep one session per run id, started on first use and closed when the run leaves the list. */
-function useSessions(experiment: string, ids: string[] | undefined): RunSession[] {
+export function useSessions(experiment: string, ids: string[] | undefined): RunSession[] {
   const sessions = useRef(new Map<string, RunSession>());
   const key = (ids ?? []).join("\u0001");
   const list = useMemo(() => {
@@ -79,12 +170,13 @@ function useSessions(experiment: string, ids: string[] | undefined): RunSession[
 
 function streamingCount(sessions: Map<string, RunSession>): number {
   let count = 0;
-  for (const session of sessions.values()) if (session.liveState !== "off" && session.liveState !== "polling" && session.liveState !== "ended") count += 1;
+  const following = ["connecting", "open", "reconnecting"];
+  for (const session of sessions.values()) if (following.includes(session.liveState)) count += 1;
   return count;
 }
 
 /** Re-render at most once per animation frame when any session changes. */
-function useSessionsVersion(sessions: RunSession[]): number {
+export function useSessionsVersion(sessions: RunSession[]): number {
   const [version, setVersion] = useState(0);
   useEffect(() => {
     let frame = 0;
@@ -110,35 +202,6 @@ function groupOf(metric: string): string {
   return slash > 0 ? metric.slice(0, slash) : "";
 }
 
-/** Create the chart only once it scrolls near the viewport, so that pages with many metrics open fast. */
-function LazyChart(props: Parameters<typeof MetricChart>[0]) {
-  const holder = useRef<HTMLDivElement>(null);
-  const [visible, setVisible] = useState(false);
-  useEffect(() => {
-    const element = holder.current;
-    if (!element || visible) return;
-    const observer = new IntersectionObserver(
-      (entries) => {
-        if (entries.some((entry) => entry.isIntersecting)) {
-          setVisible(true);
-          observer.disconnect();
-        }
-      },
-      { rootMargin: "300px" },
-    );
-    observer.observe(element);
-    return () => observer.disconnect();
-  }, [visible]);
-  if (visible) return <MetricChart {...props} />;
-  return (
-    <div class="chart-card placeholder" ref={holder} data-metric={props.metric}>
-      <div class="chart-title">
-        <span class="chart-name">{props.metric}</span>
-      </div>
-    </div>
-  );
-}
-
 function ZoomStatus({ sessions, zoom, settings, onReset }: { sessions: RunSession[]; zoom: XRange | null; settings: ChartSettings; onReset(): void }) {
   if (!zoom) return <span class="muted hint">Drag across a chart to zoom; double-click to reset.</span>;
   const states = sessions.map((session) => session.zoomState);
@@ -149,7 +212,9 @@ function ZoomStatus({ sessions, zoom, settings, onReset }: { sessions: RunSessio
   const unit = settings.x === "step" ? "steps" : "seconds";
   const fmt = (value: number) => {
     if (!Number.isFinite(value)) return "?";
-    return settings.x === "wall" ? new Date(value * 1000).toLocaleTimeString() : String(Number(value.toPrecision(6)));
+    if (settings.x === "wall") return new Date(value * 1000).toLocaleTimeString();
+    // Steps are whole numbers; seconds keep a few digits.
+    return settings.x === "step" ? String(Math.round(value)) : String(Number(value.toPrecision(6)));
   };
   return (
     <span class="zoom-status" data-testid="zoom-status">
@@ -216,6 +281,19 @@ export function ChartsPanel(props: ChartsPanelProps) {
   const loading = sessions.some((session) => !session.metrics && !session.metricsError && !session.error);
   const errors = sessions.filter((session) => session.error || session.metricsError);
 
+  const groupBy = props.runList && !props.session ? parseGroupBy(query.get(GROUP_BY_KEY)) : null;
+  const band: BandKind = query.get(BAND_KEY) === "std" ? "std" : "minmax";
+  const aggregated = new Set(query.getAll(AGGREGATE_KEY));
+  const runGroups = useMemo(
+    () => (groupBy && props.runList ? chartGroups(shownRuns, props.runList, groupBy) : []),
+    [shownRuns, props.runList, query.get(GROUP_BY_KEY)],
+  );
+  const toggleAggregate = (name: string) => {
+    const next = aggregated.has(name) ? [...aggregated].filter((item) => item !== name) : [...aggregated, name];
+    updateQuery({ [AGGREGATE_KEY]: next.length ? next : null });
+  };
+  const allAggregated = shownMetrics.length > 0 && shownMetrics.every((name) => aggregated.has(name));
+
   const groups = new Map<string, string[]>();
   for (const name of shownMetrics) {
     const group = groupOf(name);
@@ -269,6 +347,9 @@ export function ChartsPanel(props: ChartsPanelProps) {
           onInput={(event) => updateQuery({ filter: (event.target as HTMLInputElement).value || null })}
         />
       </div>
+      {props.runList && !props.session && (
+        <GroupToolbar runList={props.runList} groupBy={groupBy} band={band} groups={runGroups.length} allAggregated={allAggregated} metrics={shownMetrics} />
+      )}
       <div class="toolbar">
         <ZoomStatus sessions={sessions} zoom={zoom} settings={settings} onReset={() => applyZoom(null)} />
       </div>
@@ -293,7 +374,7 @@ export function ChartsPanel(props: ChartsPanelProps) {
                   }}
                 >
                   <span class="swatch" style={{ background: run.color }} />
-                  {run.label}
+                  <RunLabel text={run.label} />
                 </button>
                 <LiveBadge state={session.isLive ? session.liveState : "off"} />
                 <Link class="run-chip-link" href={runPageUrl(experiment, run.key)} title="Open the run">
@@ -324,22 +405,41 @@ export function ChartsPanel(props: ChartsPanelProps) {
         <section class="chart-group" key={group}>
           {groups.size > 1 && <h3>{group || "other"}</h3>}
           <div class="chart-grid">
-            {names.map((name) => (
-              <LazyChart
-                key={name}
-                metric={name}
-                runs={shownRuns}
-                settings={settings}
-                zoom={zoom}
-                onZoom={applyZoom}
-                dataVersion={version}
-                syncKey={syncKey}
-                theme={theme}
-              />
-            ))}
+            {names.map((name) =>
+              groupBy && aggregated.has(name) ? (
+                <AggregateChart
+                  key={name}
+                  metric={name}
+                  groups={runGroups}
+                  band={band}
+                  settings={settings}
+                  zoom={zoom}
+                  onZoom={applyZoom}
+                  dataVersion={version}
+                  syncKey={syncKey}
+                  theme={theme}
+                  onAggregate={() => toggleAggregate(name)}
+                />
+              ) : (
+                <LazyChart
+                  key={name}
+                  metric={name}
+                  runs={shownRuns}
+                  settings={settings}
+                  zoom={zoom}
+                  onZoom={applyZoom}
+                  dataVersion={version}
+                  syncKey={syncKey}
+                  theme={theme}
+                  onAggregate={groupBy ? () => toggleAggregate(name) : undefined}
+                />
+              ),
+            )}
           </div>
         </section>
       ))}
+
+      {props.session && <SystemCharts session={props.session} settings={settings} words={words} theme={theme} />}
     </div>
   );
 }

@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useRef } from "preact/hooks";
 import uPlot from "uplot";
 
+import { ExportMenu } from "../export";
 import { formatDateTime, formatDuration, formatNumber, formatTick } from "../format";
 import { FINITE, KIND_LABELS, MISSING, NAN, NEG_INF, POS_INF, type RunMetrics } from "./data";
 import { smoothEma } from "./smoothing";
@@ -37,7 +38,7 @@ const X_AXIS_LABELS: Record<XMode, string> = { step: "step", wall: "wall time", 
 
 /** Below this many points a series is drawn with dots, so isolated points stay visible. */
 const DOTS_BELOW = 60;
-const CHART_HEIGHT = 220;
+export const CHART_HEIGHT = 220;
 
 /** Return the function that maps a row to its x value: step, wall time (s) or seconds since `startMs`. */
 export function xMapping(mode: XMode, startMs: number | null): (step: number, time: number) => number {
@@ -111,6 +112,13 @@ function buildTrace(run: ChartRun, metric: string, settings: ChartSettings, coun
   return [trace, hidden];
 }
 
+/** Return the data attributes that describe a run's plotted points: how many, and their first and last step. */
+function traceRange(trace: Trace | undefined): Record<string, number> {
+  const steps = trace?.steps ?? [];
+  if (!steps.length) return { "data-points": 0 };
+  return { "data-points": steps.length, "data-first-step": steps[0], "data-last-step": steps[steps.length - 1] };
+}
+
 function buildData(metric: string, runs: ChartRun[], settings: ChartSettings): Built {
   const counts = new Map<number, number>();
   let hiddenNonPositive = 0;
@@ -132,7 +140,7 @@ function buildData(metric: string, runs: ChartRun[], settings: ChartSettings): B
   return { data, traces, counts, hiddenNonPositive, points };
 }
 
-function withAlpha(color: string, alpha: number): string {
+export function withAlpha(color: string, alpha: number): string {
   const hex = color.replace("#", "");
   const r = parseInt(hex.slice(0, 2), 16);
   const g = parseInt(hex.slice(2, 4), 16);
@@ -140,19 +148,95 @@ function withAlpha(color: string, alpha: number): string {
   return `rgba(${r}, ${g}, ${b}, ${alpha})`;
 }
 
-function cssVariable(name: string): string {
+/** Return the y axis of a chart: its colours, font, width and number labels. */
+export function valueAxis(axisColor: string, gridColor: string, font: string): uPlot.Axis {
+  return {
+    stroke: axisColor,
+    font,
+    grid: { stroke: gridColor, width: 1 },
+    ticks: { stroke: gridColor, width: 1, size: 4 },
+    size: axisSize,
+    space: 28,
+    values: (_u: uPlot, splits: number[]) => splits.map((v) => (v === null || v === undefined ? "" : formatTick(v))),
+  };
+}
+
+/** Keep a plot as wide as its element; return the function that stops that and removes the plot. */
+export function fitToWidth(plot: uPlot, element: HTMLElement, height: number): () => void {
+  const observer = new ResizeObserver(() => {
+    const width = Math.max(200, element.clientWidth);
+    if (Math.abs(width - plot.width) > 1) plot.setSize({ width, height });
+  });
+  observer.observe(element);
+  return () => {
+    observer.disconnect();
+    plot.destroy();
+  };
+}
+
+/** Give a plot new data; inside a zoomed range, keep that range rather than fit the data. */
+export function showData(plot: uPlot, data: uPlot.AlignedData, zoom: XRange | null): void {
+  if (zoom) {
+    plot.setData(data, false);
+    plot.setScale("x", { min: zoom.min, max: zoom.max });
+  } else {
+    plot.setData(data, true);
+  }
+}
+
+/** Return the colours and font of chart axes in the current theme. */
+export function chartStyle(): { axisColor: string; gridColor: string; font: string } {
+  return {
+    axisColor: cssVariable("--axis") || "#666",
+    gridColor: cssVariable("--grid") || "rgba(128,128,128,0.15)",
+    font: `12px ${getComputedStyle(document.body).fontFamily}`,
+  };
+}
+
+/**
+ * Return the options that every chart of values over steps or time shares: its size, scales,
+ * axes, drag-to-zoom and a legend updated on hover. Callers add bands, a cursor or more hooks.
+ */
+export function stepChartOptions(
+  element: HTMLElement,
+  series: uPlot.Series[],
+  settings: ChartSettings,
+  syncKey: string,
+  onZoom: { current(range: XRange | null): void },
+  updateLegend: (u: uPlot) => void,
+): uPlot.Options {
+  const { axisColor, gridColor, font } = chartStyle();
+  return {
+    width: Math.max(200, element.clientWidth),
+    height: CHART_HEIGHT,
+    series,
+    legend: { show: false },
+    scales: {
+      x: { time: settings.x === "wall" },
+      y: settings.log ? { distr: 3, log: 10 } : {},
+    },
+    axes: [timeAxis(settings.x, axisColor, gridColor, font), valueAxis(axisColor, gridColor, font)],
+    cursor: zoomCursor(syncKey, onZoom),
+    hooks: {
+      setSelect: [zoomOnSelect(onZoom)],
+      setCursor: [(u) => updateLegend(u)],
+    },
+  };
+}
+
+export function cssVariable(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
 /** Format a step for an axis: 1500 → "1.5k", 2000000 → "2M". */
-function formatStep(value: number): string {
+export function formatStep(value: number): string {
   const magnitude = Math.abs(value);
   if (magnitude >= 1e6) return `${Number((value / 1e6).toPrecision(4))}M`;
   if (magnitude >= 1e4) return `${Number((value / 1e3).toPrecision(4))}k`;
   return String(Number(value.toPrecision(6)));
 }
 
-function formatX(mode: XMode, value: number | null | undefined): string {
+export function formatX(mode: XMode, value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "";
   if (mode === "step") return formatStep(value);
   if (mode === "wall") return formatDateTime(value * 1000);
@@ -160,7 +244,7 @@ function formatX(mode: XMode, value: number | null | undefined): string {
 }
 
 /** Return the index of the x nearest to `x` in ascending `xs`. */
-function nearestIndex(xs: number[], x: number): number {
+export function nearestIndex(xs: number[], x: number): number {
   let lo = 0;
   let hi = xs.length - 1;
   while (lo < hi) {
@@ -173,7 +257,7 @@ function nearestIndex(xs: number[], x: number): number {
 }
 
 /** Width (CSS px) of an axis holding `values`, so that tick labels never overlap the plot or each other. */
-function axisSize(u: uPlot, values: string[] | null, axisIndex: number, cycle: number): number {
+export function axisSize(u: uPlot, values: string[] | null, axisIndex: number, cycle: number): number {
   const axis = u.axes[axisIndex] as uPlot.Axis & { _size?: number; font: [string, number] };
   if (cycle > 1 && axis._size) return axis._size;
   let size = (axis.ticks?.size ?? 4) + (axis.gap ?? 5) + 6;
@@ -194,6 +278,51 @@ function xSpace(mode: XMode) {
     if (font) u.ctx.font = font;
     const widest = Math.max(u.ctx.measureText(formatX(mode, min)).width, u.ctx.measureText(formatX(mode, max)).width);
     return Math.max(50, widest / (window.devicePixelRatio || 1) + 28);
+  };
+}
+
+/** Return the x axis of a chart against step, wall time or time since the start. */
+export function timeAxis(mode: XMode, axisColor: string, gridColor: string, font: string): uPlot.Axis {
+  return {
+    stroke: axisColor,
+    font,
+    labelFont: font,
+    label: X_AXIS_LABELS[mode],
+    labelSize: 16,
+    // Wall-time ticks take two lines when the date changes within the range.
+    size: mode === "wall" ? 46 : 30,
+    grid: { stroke: gridColor, width: 1 },
+    ticks: { stroke: gridColor, width: 1, size: 4 },
+    space: xSpace(mode),
+    ...(mode === "wall" ? {} : { values: (_u: uPlot, splits: number[]) => splits.map((v) => formatX(mode, v)) }),
+  };
+}
+
+/** Return the cursor of a chart that zooms: synced with the other charts, drag across x to zoom, double-click to reset. */
+export function zoomCursor(syncKey: string, onZoom: { current(range: XRange | null): void }): uPlot.Cursor {
+  return {
+    // Only the vertical line: a horizontal one means nothing in the charts it is synced to.
+    y: false,
+    sync: { key: syncKey, setSeries: false },
+    drag: { x: true, y: false, setScale: false },
+    points: { size: 6 },
+    bind: {
+      dblclick: () => () => {
+        onZoom.current(null);
+        return null;
+      },
+    },
+  };
+}
+
+/** Return the setSelect hook that turns a dragged selection into a zoom request and clears it. */
+export function zoomOnSelect(onZoom: { current(range: XRange | null): void }): (u: uPlot) => void {
+  return (u) => {
+    if (u.select.width < 5) return;
+    const min = u.posToVal(u.select.left, "x");
+    const max = u.posToVal(u.select.left + u.select.width, "x");
+    u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+    onZoom.current({ min, max });
   };
 }
 
@@ -287,6 +416,24 @@ export interface MetricChartProps {
   dataVersion: number;
   syncKey: string;
   theme: string;
+  /** Switch this chart to each group's mean and band; absent when the runs are not grouped. */
+  onAggregate?(): void;
+}
+
+/** Render the button in a chart's title that switches between the runs and their groups' means. */
+export function AggregateToggle({ aggregated, onClick }: { aggregated: boolean; onClick(): void }) {
+  return (
+    <button
+      type="button"
+      class={aggregated ? "chart-toggle on" : "chart-toggle"}
+      aria-pressed={aggregated}
+      data-testid="aggregate-toggle"
+      title={aggregated ? "Show each run's line" : "Show each group's mean with a band"}
+      onClick={onClick}
+    >
+      group means
+    </button>
+  );
 }
 
 export function MetricChart(props: MetricChartProps) {
@@ -343,9 +490,6 @@ export function MetricChart(props: MetricChartProps) {
   useEffect(() => {
     const element = plotRef.current;
     if (!element) return;
-    const axisColor = cssVariable("--axis") || "#666";
-    const gridColor = cssVariable("--grid") || "rgba(128,128,128,0.15)";
-    const font = `12px ${getComputedStyle(document.body).fontFamily}`;
     const series: uPlot.Series[] = [{}];
     const showDots = (_u: uPlot, seriesIndex: number) => {
       const perRun = settings.smoothing > 0 ? 2 : 1;
@@ -360,77 +504,16 @@ export function MetricChart(props: MetricChartProps) {
         series.push({ label: run.label, stroke: run.color, width: 1.5, points: { show: showDots, size: 5, fill: run.color } });
       }
     }
-    const xLabel = X_AXIS_LABELS[settings.x];
+    const base = stepChartOptions(element, series, settings, syncKey, onZoom, updateLegend);
     const options: uPlot.Options = {
-      width: Math.max(200, element.clientWidth),
-      height: CHART_HEIGHT,
-      series,
-      legend: { show: false },
-      scales: {
-        x: { time: settings.x === "wall" },
-        y: settings.log ? { distr: 3, log: 10 } : {},
-      },
-      axes: [
-        {
-          stroke: axisColor,
-          font,
-          labelFont: font,
-          label: xLabel,
-          labelSize: 16,
-          // Wall-time ticks take two lines when the date changes within the range.
-          size: settings.x === "wall" ? 46 : 30,
-          grid: { stroke: gridColor, width: 1 },
-          ticks: { stroke: gridColor, width: 1, size: 4 },
-          space: xSpace(settings.x),
-          ...(settings.x === "wall" ? {} : { values: (_u: uPlot, splits: number[]) => splits.map((v) => formatX(settings.x, v)) }),
-        },
-        {
-          stroke: axisColor,
-          font,
-          grid: { stroke: gridColor, width: 1 },
-          ticks: { stroke: gridColor, width: 1, size: 4 },
-          size: axisSize,
-          space: 28,
-          values: (_u: uPlot, splits: number[]) => splits.map((v) => (v === null || v === undefined ? "" : formatTick(v))),
-        },
-      ],
-      cursor: {
-        // Only the vertical line: a horizontal one means nothing in the charts it is synced to.
-        y: false,
-        sync: { key: syncKey, setSeries: false },
-        drag: { x: true, y: false, setScale: false },
-        points: { size: 6 },
-        bind: {
-          dblclick: () => () => {
-            onZoom.current(null);
-            return null;
-          },
-        },
-      },
-      hooks: {
-        setSelect: [
-          (u) => {
-            if (u.select.width < 5) return;
-            const min = u.posToVal(u.select.left, "x");
-            const max = u.posToVal(u.select.left + u.select.width, "x");
-            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-            onZoom.current({ min, max });
-          },
-        ],
-        setCursor: [(u) => updateLegend(u)],
-        draw: [(u) => drawMarkers(u, builtRef.current.traces)],
-      },
+      ...base,
+      hooks: { ...base.hooks, draw: [(u) => drawMarkers(u, builtRef.current.traces)] },
     };
     const plot = new uPlot(options, builtRef.current.data, element);
     chart.current = plot;
-    const observer = new ResizeObserver(() => {
-      const width = Math.max(200, element.clientWidth);
-      if (Math.abs(width - plot.width) > 1) plot.setSize({ width, height: CHART_HEIGHT });
-    });
-    observer.observe(element);
+    const remove = fitToWidth(plot, element, CHART_HEIGHT);
     return () => {
-      observer.disconnect();
-      plot.destroy();
+      remove();
       chart.current = null;
     };
   }, [structure, syncKey]);
@@ -439,12 +522,7 @@ export function MetricChart(props: MetricChartProps) {
   useEffect(() => {
     const plot = chart.current;
     if (!plot) return;
-    if (zoom) {
-      plot.setData(built.data, false);
-      plot.setScale("x", { min: zoom.min, max: zoom.max });
-    } else {
-      plot.setData(built.data, true);
-    }
+    showData(plot, built.data, zoom);
     updateLegend(plot);
   }, [built, zoom, structure]);
 
@@ -465,13 +543,15 @@ export function MetricChart(props: MetricChartProps) {
             {built.hiddenNonPositive} values ≤ 0 not shown
           </span>
         )}
+        {props.onAggregate && <AggregateToggle aggregated={false} onClick={props.onAggregate} />}
+        <ExportMenu metric={metric} runs={runs} />
       </div>
       <div class="chart-plot" ref={plotRef} data-points={built.points} />
       {built.points === 0 && <div class="chart-empty">No values to plot for the shown runs.</div>}
       <div class="chart-legend" ref={legendRef}>
         <div class="legend-x muted">latest values</div>
-        {runs.map((run) => (
-          <div class="legend-row" key={run.key}>
+        {runs.map((run, index) => (
+          <div class="legend-row" key={run.key} data-run={run.key} {...traceRange(built.traces[index])}>
             <span class="swatch" style={{ background: run.color }} />
             <span class="legend-label" title={run.label}>
               {run.label}

@@ -11,10 +11,12 @@
 // null where a metric was evidently logged is marked too, as "null", never
 // drawn as a silent gap. A null counts as such (MISSING below) when:
 //   1. it lies on the metric's own step grid (the gcd of the gaps between the
-//      steps where it has values) between its first and last value, or
+//      steps where it has values) between its first and last value. A metric
+//      has a grid only when two of its values are one grid step apart, so one
+//      logged at irregular steps, such as 5, 10 and 19, has none. Or
 //   2. it lies on that grid after its last value and the run's recorded last
-//      value of the metric (run.yaml `vectors`) is not a finite number, as
-//      when a run diverges to NaN and stays there, or
+//      value of the metric (run.yaml `vectors`) is there but not a finite
+//      number, as when a run diverges to NaN and stays there, or
 //   3. no metric has a value in that row, although the row was written.
 // The rules are applied only to rows known to be complete (`Chunk.full`):
 // in downsampled answers the server blanks the cells of rows it kept for
@@ -154,53 +156,135 @@ export function appendJsonRows(chunk: Chunk, rows: MetricRow[]): void {
   }
 }
 
+/**
+ * Put the values of rows into the chunk's row of the same step, searching
+ * from the end (a live run has each step once). Return the rows whose step
+ * the chunk does not have.
+ */
+function mergeJsonRows(chunk: Chunk, rows: MetricRow[]): MetricRow[] {
+  const unmatched: MetricRow[] = [];
+  for (const row of rows) {
+    const index = chunk.steps.lastIndexOf(typeof row.step === "number" ? row.step : NaN);
+    if (index < 0) {
+      unmatched.push(row);
+      continue;
+    }
+    if (row.timestamp) chunk.times[index] = Date.parse(row.timestamp);
+    for (const [name, value] of Object.entries(row)) {
+      if (name === "step" || name === "timestamp") continue;
+      let column = chunk.columns.get(name);
+      if (!column) {
+        if (typeof value !== "number") continue;
+        column = { values: new Array(chunk.steps.length).fill(NaN), kinds: new Array(chunk.steps.length).fill(ABSENT) };
+        chunk.columns.set(name, column);
+      }
+      column.values[index] = typeof value === "number" ? value : NaN;
+      column.kinds[index] = typeof value === "number" ? kindOf(value) : ABSENT;
+    }
+    marksCache.delete(chunk);
+  }
+  return unmatched;
+}
+
+/** Return the rows of a chunk as JSON-style rows (NaN and ±Inf become numbers, absent values null). */
+function rowsOf(chunk: Chunk): MetricRow[] {
+  return chunk.steps.map((step, i) => {
+    const row: MetricRow = { step, timestamp: null };
+    for (const [name, column] of chunk.columns) row[name] = column.kinds[i] === ABSENT ? null : column.values[i];
+    return row;
+  });
+}
+
+/** Return the rows of a chunk from index `start` on. */
+function sliceChunk(chunk: Chunk, start: number): Chunk {
+  const columns = new Map<string, Column>();
+  for (const [name, column] of chunk.columns) {
+    columns.set(name, { values: column.values.slice(start), kinds: column.kinds.slice(start) });
+  }
+  return { full: chunk.full, steps: chunk.steps.slice(start), times: chunk.times.slice(start), columns };
+}
+
 function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
   return a;
 }
 
+/** A metric's step grid: its first and last steps with a value, and the gap of the grid (0 for none). */
+interface Grid {
+  stride: number;
+  first: number;
+  last: number;
+}
+
+/**
+ * Return the step grid of a metric over the complete chunks of a run (history
+ * and live rows together, so that a value that arrived live counts too).
+ */
+function metricGrid(chunks: Chunk[], name: string): Grid {
+  const steps: number[] = [];
+  for (const chunk of chunks) {
+    const column = chunk.columns.get(name);
+    if (!chunk.full || !column) continue;
+    for (let i = 0; i < column.kinds.length; i++) {
+      if (column.kinds[i] !== ABSENT && Number.isFinite(chunk.steps[i])) steps.push(chunk.steps[i]);
+    }
+  }
+  steps.sort((a, b) => a - b);
+  let stride = 0;
+  let smallestGap = Infinity;
+  for (let k = 1; k < steps.length; k++) {
+    const gap = steps[k] - steps[k - 1];
+    if (gap > 0 && Number.isInteger(gap)) {
+      stride = gcd(stride, gap);
+      smallestGap = Math.min(smallestGap, gap);
+    }
+  }
+  if (stride !== smallestGap) stride = 0; // Irregular steps have no grid.
+  return { stride, first: steps.length ? steps[0] : NaN, last: steps.length ? steps[steps.length - 1] : NaN };
+}
+
 /**
  * Return the kinds of a column with rules 1-3 of the header applied, for a
  * complete chunk. `lastValueUnknown` is true when the run's recorded last
- * value of the metric is not a finite number.
+ * value of the metric is there but not a finite number.
  */
-function markMissing(chunk: Chunk, name: string, lastValueUnknown: boolean): number[] {
-  const column = chunk.columns.get(name)!;
-  const kinds = column.kinds.slice();
-  const present: number[] = [];
-  for (let i = 0; i < kinds.length; i++) if (kinds[i] !== ABSENT && Number.isFinite(chunk.steps[i])) present.push(i);
-
-  let stride = 0;
-  for (let k = 1; k < present.length; k++) {
-    const gap = Math.abs(chunk.steps[present[k]] - chunk.steps[present[k - 1]]);
-    if (gap > 0 && Number.isInteger(gap)) stride = gcd(stride, gap);
-  }
-  const firstStep = present.length ? chunk.steps[present[0]] : NaN;
-  const lastStep = present.length ? chunk.steps[present[present.length - 1]] : NaN;
-
+function markMissing(chunk: Chunk, name: string, grid: Grid, lastValueUnknown: boolean): number[] {
+  const kinds = chunk.columns.get(name)!.kinds.slice();
   for (let i = 0; i < kinds.length; i++) {
     if (kinds[i] !== ABSENT) continue;
     const step = chunk.steps[i];
-    const onGrid = stride > 0 && step > firstStep && (step - firstStep) % stride === 0;
-    if (onGrid && (step < lastStep || lastValueUnknown)) kinds[i] = MISSING;
+    const onGrid = grid.stride > 0 && step > grid.first && (step - grid.first) % grid.stride === 0;
+    if (onGrid && (step < grid.last || lastValueUnknown)) kinds[i] = MISSING;
     else if (rowIsEmpty(chunk, i)) kinds[i] = MISSING;
   }
   return kinds;
 }
 
-const marksCache = new WeakMap<Chunk, Map<string, { rows: number; unknown: boolean; kinds: number[] }>>();
+interface Marks {
+  rows: number;
+  unknown: boolean;
+  grid: Grid;
+  kinds: number[];
+}
 
-/** Return `markMissing` for a chunk, computed again only when the chunk has grown. */
-function cachedMarks(chunk: Chunk, name: string, lastValueUnknown: boolean): number[] {
+const marksCache = new WeakMap<Chunk, Map<string, Marks>>();
+
+/** Return `markMissing` for a chunk, computed again only when the chunk or the metric's grid changed. */
+function cachedMarks(chunk: Chunk, name: string, grid: Grid, lastValueUnknown: boolean): number[] {
   let byName = marksCache.get(chunk);
   if (!byName) {
     byName = new Map();
     marksCache.set(chunk, byName);
   }
   const cached = byName.get(name);
-  if (cached && cached.rows === chunk.steps.length && cached.unknown === lastValueUnknown) return cached.kinds;
-  const kinds = markMissing(chunk, name, lastValueUnknown);
-  byName.set(name, { rows: chunk.steps.length, unknown: lastValueUnknown, kinds });
+  const sameGrid =
+    cached !== undefined &&
+    cached.grid.stride === grid.stride &&
+    Object.is(cached.grid.first, grid.first) &&
+    Object.is(cached.grid.last, grid.last);
+  if (cached && sameGrid && cached.rows === chunk.steps.length && cached.unknown === lastValueUnknown) return cached.kinds;
+  const kinds = markMissing(chunk, name, grid, lastValueUnknown);
+  byName.set(name, { rows: chunk.steps.length, unknown: lastValueUnknown, grid, kinds });
   return kinds;
 }
 
@@ -209,13 +293,16 @@ function rowIsEmpty(chunk: Chunk, row: number): boolean {
   return true;
 }
 
+/** The API route of a run's rows: training metrics, or the system metrics the logger samples. */
+export type MetricsRoute = "metrics" | "system";
+
 /** Fetch metric rows as Arrow; `since`/`until` bound the steps (since exclusive, until inclusive). */
 export async function fetchChunk(
   experiment: string,
   run: string,
-  options: { since?: number | null; until?: number | null; maxPoints: number; signal?: AbortSignal },
+  options: { since?: number | null; until?: number | null; maxPoints: number; signal?: AbortSignal; route?: MetricsRoute },
 ): Promise<Chunk> {
-  const url = withQuery(runUrl(experiment, run, "metrics"), {
+  const url = withQuery(runUrl(experiment, run, options.route ?? "metrics"), {
     format: "arrow",
     max_points: options.maxPoints,
     since_step: options.since ?? undefined,
@@ -247,13 +334,14 @@ export class RunMetrics {
     readonly run: string,
     /** The run's recorded last value of each metric (run.yaml `vectors`). */
     public lastValues: Record<string, unknown> = {},
+    readonly route: MetricsRoute = "metrics",
   ) {}
 
   /** Fetch the whole run: every row when it is small, else `MAX_POINTS` per metric. */
   async loadHistory(totalRows: number, signal?: AbortSignal): Promise<void> {
     this.totalRows = totalRows;
     const maxPoints = totalRows <= MAX_POINTS ? 0 : MAX_POINTS;
-    this.history = await fetchChunk(this.experiment, this.run, { maxPoints, signal });
+    this.history = await fetchChunk(this.experiment, this.run, { maxPoints, signal, route: this.route });
     this.live = emptyChunk(true);
     this.changed();
   }
@@ -280,13 +368,38 @@ export class RunMetrics {
     this.changed();
   }
 
+  /**
+   * Put rows sent again with values merged in (a metric logged again at a
+   * step already streamed) in the place of the rows of their steps. A row
+   * whose step is not loaded (left out of a downsampled history) is dropped.
+   */
+  mergeRows(rows: MetricRow[]): void {
+    if (!rows.length) return;
+    const rest = mergeJsonRows(this.live, rows);
+    if (this.zoom) mergeJsonRows(this.zoom.chunk, rows);
+    if (rest.length) mergeJsonRows(this.history, rest);
+    this.changed();
+  }
+
+  /**
+   * Add rows polled from the step before the last loaded one on. The row of
+   * the last loaded step replaces the loaded one, because a metric logged at
+   * that step later is merged into it. The rows after it are appended.
+   */
+  appendPolled(chunk: Chunk, lastStep: number | null): void {
+    if (lastStep === null) {
+      this.appendChunk(chunk);
+      return;
+    }
+    const rows = rowsOf(chunk);
+    const loaded = rows.filter((row) => typeof row.step === "number" && row.step <= lastStep);
+    if (loaded.length) this.mergeRows(loaded);
+    this.appendChunk(sliceChunk(chunk, loaded.length));
+  }
+
   appendChunk(chunk: Chunk): void {
     if (!chunk.steps.length) return;
-    const rows: MetricRow[] = chunk.steps.map((step, i) => {
-      const row: MetricRow = { step, timestamp: null };
-      for (const [name, column] of chunk.columns) row[name] = column.kinds[i] === ABSENT ? null : column.values[i];
-      return row;
-    });
+    const rows = rowsOf(chunk);
     // Keep exact NaN and ±Inf: JSON-style rows would lose them, so patch the kinds afterwards.
     const start = this.live.steps.length;
     appendJsonRows(this.live, rows);
@@ -300,7 +413,7 @@ export class RunMetrics {
 
   /** Replace the history with a fresh downsampled copy and drop the live rows it covers. */
   async compact(): Promise<void> {
-    const history = await fetchChunk(this.experiment, this.run, { maxPoints: MAX_POINTS });
+    const history = await fetchChunk(this.experiment, this.run, { maxPoints: MAX_POINTS, route: this.route });
     let last = -Infinity;
     for (const step of history.steps) if (step > last) last = step;
     const live = emptyChunk(true);
@@ -344,7 +457,7 @@ export class RunMetrics {
   /** Fetch the rows of a step range at full detail, or finer-downsampled when it is large. */
   async loadZoom(since: number | null, until: number | null, signal?: AbortSignal): Promise<"full" | "downsampled"> {
     const maxPoints = this.estimateRows(since, until) <= FULL_DETAIL_ROWS ? 0 : MAX_POINTS;
-    const chunk = await fetchChunk(this.experiment, this.run, { since, until, maxPoints, signal });
+    const chunk = await fetchChunk(this.experiment, this.run, { since, until, maxPoints, signal, route: this.route });
     this.zoom = { since, until, chunk };
     this.changed();
     return chunk.full ? "full" : "downsampled";
@@ -374,12 +487,15 @@ export class RunMetrics {
     const inZoom = (step: number) =>
       zoom !== null && (zoom.since === null || step > zoom.since) && (zoom.until === null || step <= zoom.until);
     const lastValue = this.lastValues[name];
-    const lastValueUnknown = !(typeof lastValue === "number" && Number.isFinite(lastValue));
+    // A metric missing from the recorded last values was first logged after they were loaded.
+    const lastValueUnknown = name in this.lastValues && !(typeof lastValue === "number" && Number.isFinite(lastValue));
+
+    const grid = metricGrid(zoom ? [this.history, zoom.chunk, this.live] : [this.history, this.live], name);
 
     const add = (chunk: Chunk, keep: (step: number) => boolean) => {
       const column = chunk.columns.get(name);
       if (!column) return;
-      const kinds = chunk.full ? cachedMarks(chunk, name, lastValueUnknown) : column.kinds;
+      const kinds = chunk.full ? cachedMarks(chunk, name, grid, lastValueUnknown) : column.kinds;
       for (let i = 0; i < chunk.steps.length; i++) {
         if (kinds[i] === ABSENT || !keep(chunk.steps[i])) continue;
         series.steps.push(chunk.steps[i]);

@@ -23,6 +23,18 @@ export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: st
   );
 }
 
+/**
+ * Render a run's name (or another label) on one line. A name longer than its
+ * box (`.run-label` in styles.css) is cut with an ellipsis, and hovering shows it whole.
+ */
+export function RunLabel({ text, title }: { text: string; title?: string }) {
+  return (
+    <span class="run-label" title={title ?? text}>
+      {text}
+    </span>
+  );
+}
+
 export function StatusBadge({ status, stale }: { status: RunStatus; stale?: boolean }) {
   if (status === "RUNNING" && stale) {
     return (
@@ -99,7 +111,8 @@ export function Message({ kind, children }: { kind: "loading" | "empty" | "error
 export function ErrorMessage({ error, subject }: { error: unknown; subject: string }) {
   let text: string;
   if (error instanceof NetworkError) text = `Cannot load ${subject}: the server does not respond. The page retries by itself.`;
-  else if (error instanceof ApiError && error.status === 404) text = `${subject[0].toUpperCase()}${subject.slice(1)} not found: ${error.message}.`;
+  // The server's 404 message names the same thing again, so it is left out.
+  else if (error instanceof ApiError && error.status === 404) text = `${subject[0].toUpperCase()}${subject.slice(1)} not found.`;
   else text = `Cannot load ${subject}: ${describeError(error)}`;
   return <Message kind="error">{text}</Message>;
 }

@@ -1,9 +1,10 @@
 // The overview: store totals, live runs, experiments, recent activity.
 
+import { Fragment } from "preact";
 import { useState } from "preact/hooks";
 
 import { ApiError, apiUrl, getJson } from "../api";
-import { ErrorMessage, Link, Message, StatusBadge, Tags } from "../components/common";
+import { ErrorMessage, Link, Message, RunLabel, StatusBadge, Tags } from "../components/common";
 import { formatAgo, formatBytes, formatDuration, formatNumber, parseTime } from "../format";
 import { useDebounced, useInterval, useNow, useResource, useStoreEvents } from "../hooks";
 import type { StoreEvent } from "../live";
@@ -113,7 +114,9 @@ function LiveRuns({ runs, now }: { runs: Run[]; now: number }) {
           return (
             <tr key={`${run.experiment}/${run.id}`}>
               <td>
-                <Link href={runPageUrl(run.experiment, run.id, "charts")}>{run.name ?? run.id}</Link>
+                <Link href={runPageUrl(run.experiment, run.id, "charts")}>
+                  <RunLabel text={run.name ?? run.id} />
+                </Link>
               </td>
               <td>
                 <Link href={experimentUrl(run.experiment)}>{run.experiment}</Link>
@@ -140,6 +143,53 @@ function LiveRuns({ runs, now }: { runs: Run[]; now: number }) {
   );
 }
 
+/**
+ * Split experiments by their `project`, in project name order, with the
+ * experiments without one last. Return an empty list when no experiment has
+ * a project, because a single "no project" heading would add nothing.
+ */
+function byProject(experiments: Experiment[]): { project: string | null; experiments: Experiment[] }[] {
+  if (!experiments.some((experiment) => experiment.project)) return [];
+  const groups = new Map<string | null, Experiment[]>();
+  for (const experiment of experiments) {
+    const project = experiment.project || null;
+    if (!groups.has(project)) groups.set(project, []);
+    groups.get(project)!.push(experiment);
+  }
+  const projects = [...groups.keys()].sort((a, b) => {
+    if (a === null || b === null) return a === null ? 1 : -1;
+    return a.localeCompare(b, undefined, { numeric: true });
+  });
+  return projects.map((project) => ({ project, experiments: groups.get(project)! }));
+}
+
+function ExperimentRow({ experiment, now }: { experiment: Experiment; now: number }) {
+  return (
+    <tr data-experiment={experiment.id}>
+      <td>
+        <Link href={experimentUrl(experiment.id)}>{experiment.display_name || experiment.id}</Link>
+        {experiment.display_name && experiment.display_name !== experiment.id && <div class="muted small">{experiment.id}</div>}
+      </td>
+      <td class="muted">{experiment.description ?? ""}</td>
+      <td>
+        <Tags tags={experiment.tags} />
+      </td>
+      <td class="num">{formatNumber(experiment.runs_count)}</td>
+      <td class="num">
+        {experiment.active_runs ? (
+          <span class="active-count">
+            <span class="live-dot" aria-hidden="true" />
+            {experiment.active_runs}
+          </span>
+        ) : (
+          "0"
+        )}
+      </td>
+      <td title={experiment.last_activity ?? ""}>{formatAgo(experiment.last_activity, now)}</td>
+    </tr>
+  );
+}
+
 function ExperimentsTable({ experiments, now }: { experiments: Experiment[]; now: number }) {
   if (!experiments.length) {
     return (
@@ -149,6 +199,7 @@ function ExperimentsTable({ experiments, now }: { experiments: Experiment[]; now
       </Message>
     );
   }
+  const projects = byProject(experiments);
   return (
     <table class="grid-table" data-testid="experiments">
       <thead>
@@ -162,30 +213,21 @@ function ExperimentsTable({ experiments, now }: { experiments: Experiment[]; now
         </tr>
       </thead>
       <tbody>
-        {experiments.map((experiment) => (
-          <tr key={experiment.id}>
-            <td>
-              <Link href={experimentUrl(experiment.id)}>{experiment.display_name || experiment.id}</Link>
-              {experiment.display_name && experiment.display_name !== experiment.id && <div class="muted small">{experiment.id}</div>}
-            </td>
-            <td class="muted">{experiment.description ?? ""}</td>
-            <td>
-              <Tags tags={experiment.tags} />
-            </td>
-            <td class="num">{formatNumber(experiment.runs_count)}</td>
-            <td class="num">
-              {experiment.active_runs ? (
-                <span class="active-count">
-                  <span class="live-dot" aria-hidden="true" />
-                  {experiment.active_runs}
-                </span>
-              ) : (
-                "0"
-              )}
-            </td>
-            <td title={experiment.last_activity ?? ""}>{formatAgo(experiment.last_activity, now)}</td>
-          </tr>
-        ))}
+        {projects.length === 0
+          ? experiments.map((experiment) => <ExperimentRow key={experiment.id} experiment={experiment} now={now} />)
+          : projects.map(({ project, experiments: members }) => (
+              <Fragment key={project ?? ""}>
+                <tr class="project-row" data-project={project ?? ""}>
+                  <th colSpan={6}>
+                    {project === null ? <span class="muted">No project</span> : <>project {project}</>}
+                    <span class="muted group-count">{members.length === 1 ? "1 experiment" : `${members.length} experiments`}</span>
+                  </th>
+                </tr>
+                {members.map((experiment) => (
+                  <ExperimentRow key={experiment.id} experiment={experiment} now={now} />
+                ))}
+              </Fragment>
+            ))}
       </tbody>
     </table>
   );
@@ -208,7 +250,7 @@ export function Overview() {
   useStoreEvents((event) => {
     setEvents((previous) => [event, ...previous].slice(0, ACTIVITY_ITEMS));
     reloadSoon();
-  });
+  }, reloadSoon);
   useInterval(reloadAll, REFRESH_SECONDS * 1000);
 
   const activity = runs.data ? activityOf(runs.data) : [];
@@ -246,7 +288,9 @@ export function Overview() {
                   <span class="activity-time">{formatAgo(new Date(event.received).toISOString(), now)}</span>
                   <span class="activity-text">
                     {event.run ? (
-                      <Link href={runPageUrl(event.experiment, event.run)}>{event.run}</Link>
+                      <Link href={runPageUrl(event.experiment, event.run)}>
+                        <RunLabel text={event.run} />
+                      </Link>
                     ) : (
                       <Link href={experimentUrl(event.experiment)}>{event.experiment}</Link>
                     )}{" "}
@@ -263,7 +307,9 @@ export function Overview() {
                   <li key={`${item.experiment}/${item.run}/${item.text}`}>
                     <span class="activity-time">{formatAgo(new Date(item.at).toISOString(), now)}</span>
                     <span class="activity-text">
-                      <Link href={runPageUrl(item.experiment, item.run)}>{item.run}</Link>{" "}
+                      <Link href={runPageUrl(item.experiment, item.run)}>
+                        <RunLabel text={item.run} />
+                      </Link>{" "}
                       <span class="muted">
                         {item.status ? <StatusBadge status={item.status} /> : item.text} in {item.experiment}
                       </span>

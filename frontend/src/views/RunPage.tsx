@@ -1,11 +1,11 @@
-// One run: metadata and config, charts, logs, artifacts; followed live.
+// One run: metadata and config, charts, histograms, media, logs, artifacts; followed live.
 
 import { useEffect, useMemo, useState } from "preact/hooks";
 
 import { runUrl } from "../api";
 import { EditMeta, NotebookButton } from "../components/actions";
-import { ErrorMessage, LiveBadge, Message, StatusBadge, Tabs, Tags, ValueTree } from "../components/common";
-import { LazyCharts } from "../components/LazyCharts";
+import { ErrorMessage, Link, LiveBadge, Message, StatusBadge, Tabs, Tags, ValueTree } from "../components/common";
+import { LazyCharts, LazyHistograms } from "../components/LazyCharts";
 import { formatDateTime, formatDuration, formatNumber, formatValue, parseTime } from "../format";
 import { useNow } from "../hooks";
 import { experimentUrl, runPageUrl, type RunTab } from "../router";
@@ -13,10 +13,11 @@ import { RunSession } from "../session";
 import type { RunDetails } from "../types";
 import { ArtifactsBrowser } from "./ArtifactsBrowser";
 import { LogView } from "./LogView";
+import { MediaView } from "./MediaView";
 
 function useRunSession(experiment: string, run: string): RunSession {
   const session = useMemo(
-    () => new RunSession(experiment, run, { logs: true, streamAlways: true, mayStream: () => true }),
+    () => new RunSession(experiment, run, { logs: true, streamAlways: true, mayStream: () => true, extras: true }),
     [experiment, run],
   );
   const [, setVersion] = useState(0);
@@ -152,7 +153,7 @@ export function RunPage(props: { experiment: string; run: string; tab: RunTab; q
       <div data-view="run-error">
         <ErrorMessage error={session.error} subject={`run “${run}” of experiment “${experiment}”`} />
         <p>
-          <a href={experimentUrl(experiment)}>Back to the runs of {experiment}</a>
+          <Link href={experimentUrl(experiment)}>Back to the runs of {experiment}</Link>
         </p>
       </div>
     );
@@ -160,13 +161,21 @@ export function RunPage(props: { experiment: string; run: string; tab: RunTab; q
   if (!session.details) return <Message kind="loading">Loading run {run}…</Message>;
   const details = { ...session.details, ...edited };
 
+  const histogramTags = session.histogramTags?.length ?? 0;
+  const mediaCount = session.media?.length ?? 0;
   const labels: Record<RunTab, string> = {
     overview: "Overview",
     charts: "Charts",
+    histograms: `Histograms (${histogramTags})`,
+    media: `Media (${mediaCount})`,
     logs: "Logs",
     artifacts: `Artifacts (${details.artifacts_count})`,
   };
-  const tabs = (Object.keys(labels) as RunTab[]).map((id) => ({ id, label: labels[id], href: runPageUrl(experiment, run, id) }));
+  // The histograms and media tabs appear once the run has some (or when their URL was opened).
+  const hasData: Partial<Record<RunTab, boolean>> = { histograms: histogramTags > 0, media: mediaCount > 0 };
+  const tabs = (Object.keys(labels) as RunTab[])
+    .filter((id) => hasData[id] !== false || id === tab)
+    .map((id) => ({ id, label: labels[id], href: runPageUrl(experiment, run, id) }));
 
   return (
     <div class="run-page" data-view={`run-${tab}`}>
@@ -181,6 +190,7 @@ export function RunPage(props: { experiment: string; run: string; tab: RunTab; q
             {details.name ?? run} <StatusBadge status={session.status} stale={session.stale} />{" "}
             <LiveBadge state={session.isLive ? session.liveState : "off"} />
           </h1>
+          {details.name && details.name !== run && <p class="muted small run-id">folder: {run}</p>}
           {details.description && <p class="description">{details.description}</p>}
           <div class="meta-line">
             <Tags tags={details.tags} />
@@ -200,6 +210,8 @@ export function RunPage(props: { experiment: string; run: string; tab: RunTab; q
       <Tabs tabs={tabs} active={tab} />
       {tab === "overview" && <RunOverview session={session} now={now} />}
       {tab === "charts" && <LazyCharts experiment={experiment} session={session} query={query} />}
+      {tab === "histograms" && <LazyHistograms session={session} query={query} />}
+      {tab === "media" && <MediaView session={session} query={query} />}
       {tab === "logs" && <LogView session={session} query={query} />}
       {tab === "artifacts" && <ArtifactsBrowser session={session} query={query} />}
     </div>
