@@ -13,7 +13,7 @@ import importlib
 import logging
 import re
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from tornado.web import RequestHandler
 

@@ -6,9 +6,12 @@ import contextlib
 import hashlib
 import json
 import os
+import pprint
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ..store.yamlfile import CORE_SCHEMA
 
 if TYPE_CHECKING:
     import nbformat
@@ -22,12 +25,33 @@ NOTEBOOK_NAME = "interactive.ipynb"
 #: The notebook metadata key under which the hash of the generated cells is kept.
 METADATA_KEY = "expman_tornado"
 
-_LOADERS = '''from pathlib import Path
+_LOADERS = '''import re
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import yaml
+
+
+class CoreSchemaLoader(yaml.SafeLoader):
+    """Read YAML as the expman logger writes it (YAML 1.2): "yes" and "1:30" stay strings, 1e-5 is a number."""
+
+
+CORE_SCHEMA = @CORE_SCHEMA@
+CoreSchemaLoader.yaml_implicit_resolvers = {}
+for tag, pattern, first in CORE_SCHEMA:
+    CoreSchemaLoader.add_implicit_resolver(tag, re.compile(pattern), list(first) + ([""] if tag.endswith("null") else []))
+
+
+def construct_int(loader, node):
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)
+
+
+CoreSchemaLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
 
 
 def read_segment(path):
@@ -69,7 +93,7 @@ def load_metrics(run_dir):
 
 def load_config(run_dir):
     path = Path(run_dir) / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+    return yaml.load(path.read_text(), Loader=CoreSchemaLoader) if path.is_file() else {}
 
 
 def metric_columns(frame):
@@ -81,6 +105,7 @@ try:
     import matplotlib.pyplot as plt
 except ImportError:
     plt = None  # Without matplotlib the cells below show tables instead of plots.'''
+_LOADERS = _LOADERS.replace("@CORE_SCHEMA@", pprint.pformat(CORE_SCHEMA, width=100))
 
 _ONE_RUN_PLOT = '''columns = metric_columns(metrics)
 if plt is None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import time
 
-import yaml
 
 from .files import SETTLING_SECONDS, ParseError
 from .filesystem import LOCAL, LocalFilesystem, ObjectFilesystem
-from .yamlfile import parse_yaml_file
+from .yamlfile import dump_yaml_mapping, parse_yaml_file
 
 #: Fields a PATCH may change, per file, with their expected types.
 EXPERIMENT_EDITS = {"display_name": str, "description": str, "tags": list}
@@ -79,7 +78,7 @@ def edit_yaml(path: str, changes: dict, filesystem: LocalFilesystem | ObjectFile
     """
     current = _read_current(path, filesystem)
     current.update(changes)
-    text = yaml.safe_dump(current, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    text = dump_yaml_mapping(current)
     filesystem.write_atomic(path, text.encode("utf-8"))
 
 

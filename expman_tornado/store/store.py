@@ -26,7 +26,6 @@ from .search import Node
 from .summary import best_values, merge_best
 from .summary_index import IndexEntry, SummaryIndex
 from .names import (
-    InvalidName,
     check_name,
     is_experiment_name,
     is_inside,

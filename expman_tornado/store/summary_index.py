@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 #: Written at the top of every index file, so a file of another program is not taken for one.
 FORMAT = "expman-tornado summary index"
 
-#: Changes whenever the fields of a run summary change, so that summaries written
-#: by an older server are read again rather than served.
-VERSION = 1
+#: Changes whenever the fields of a run summary, or the way they are read, change,
+#: so that summaries written by an older server are read again rather than served.
+#: Version 2 reads YAML with the YAML 1.2 core schema.
+VERSION = 2
 
 
 def default_cache_dir() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from typing import Any
 
 import yaml
@@ -23,15 +24,61 @@ MAX_LITERAL_CHARS = 100_000
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+#: The implicit types of the YAML 1.2 core schema, as (tag, pattern, first
+#: characters). The expman logger writes YAML 1.2: ``yes``, ``on`` and ``1:30``
+#: are strings there and ``1e-5`` is a number, where PyYAML's YAML 1.1 rules read
+#: ``yes`` as true, ``1:30`` as 90 and ``1e-5`` as a string. Timestamps stay the
+#: strings the writer wrote, and ``<<`` is an ordinary key.
+CORE_SCHEMA = (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     "-+.0123456789"),
+)
+
+
+def _add_core_schema(cls: type) -> None:
+    cls.yaml_implicit_resolvers = {}
+    for tag, pattern, first in CORE_SCHEMA:
+        cls.add_implicit_resolver(tag, re.compile(pattern), list(first) + ([""] if tag.endswith("null") else []))
+
+
+def _construct_core_int(loader: Any, node: Any) -> int:
+    """Read a YAML 1.2 integer: ``017`` is seventeen, ``0o17`` fifteen."""
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text)
+
 
 class _StoreLoader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """A safe loader that keeps timestamps as the strings the writer wrote."""
+    """A safe loader with the YAML 1.2 core schema (:data:`CORE_SCHEMA`)."""
 
 
-_StoreLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
-}
+_add_core_schema(_StoreLoader)
+_StoreLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
+
+
+class _StoreDumper(yaml.SafeDumper):
+    """A safe dumper that quotes every string a YAML 1.1 or a YAML 1.2 reader would take for another type.
+
+    Plain ``1e30`` is a string to PyYAML's defaults but a number to the logger
+    and to this package. Plain ``yes`` is the other way round. Quoted, each
+    reads back as the string it was.
+    """
+
+
+for _tag, _pattern, _first in CORE_SCHEMA:
+    _StoreDumper.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+def dump_yaml_mapping(mapping: dict) -> str:
+    """Write a mapping as block YAML that both YAML 1.1 and YAML 1.2 readers read back unchanged."""
+    return yaml.dump(mapping, Dumper=_StoreDumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 def parse_yaml_file(path: str, filesystem: LocalFilesystem | ObjectFilesystem = LOCAL) -> Any:
