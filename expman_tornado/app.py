@@ -12,6 +12,8 @@ import os
 import secrets
 import signal
 import sys
+import threading
+import time
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -198,6 +200,12 @@ class ExpmanTornado(JupyterApp):
         "$XDG_CACHE_HOME/expman-tornado, else ~/.cache/expman-tornado; empty: no index."
     ).tag(config=True)
 
+    read_summaries_at_start = Bool(
+        True, help="Read the summary of every run in a background thread as the server starts, so that "
+        "the first runs listing of an experiment is answered from memory, much as TensorBoard reads its "
+        "log folder at start. After the first start, the summary index (cache_dir) holds most of them."
+    ).tag(config=True)
+
     @default("cache_dir")
     def _default_cache_dir(self) -> str:
         return default_cache_dir()
@@ -307,6 +315,16 @@ class ExpmanTornado(JupyterApp):
         context.extra["hub"] = hub
         return hub
 
+    def read_summaries_soon(self, context: ServerContext) -> None:
+        """Start reading every run's summary in a background thread, if ``read_summaries_at_start`` is on.
+
+        A daemon thread rather than the read pool: a server stopped while it runs
+        exits at once, and the summaries read so far are simply lost.
+        """
+        if self.read_summaries_at_start:
+            threading.Thread(target=_read_summaries, args=(context.store,), name="expman-summaries",
+                             daemon=True).start()
+
     def make_registry(self) -> HandlerRegistry:
         return default_registry(self.extra_handlers)
 
@@ -358,6 +376,7 @@ class ExpmanTornado(JupyterApp):
         log.info("Serving store %s (%s, %s)", context.store.root,
                  _count(experiments, "experiment"), _count(runs, "run"))
         log.info("Dashboard and API at %s", url)
+        self.read_summaries_soon(context)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.asyncio_loop.add_signal_handler(signum, loop.stop)
         if self.open_browser:
@@ -379,6 +398,17 @@ class ExpmanTornado(JupyterApp):
                     loop.run_sync(lambda: asyncio.sleep(0))
             context.extra["notebooks"].terminate_now()
             context.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _read_summaries(store: Store) -> None:
+    started = time.monotonic()
+    try:
+        runs = store.read_summaries()
+    except Exception:  # Whatever it is, each listing reads its runs when asked.
+        log.warning("Reading the run summaries at start failed; runs listings read them when asked",
+                    exc_info=True)
+        return
+    log.info("Summaries of %s ready after %.1f s", _count(runs, "run"), time.monotonic() - started)
 
 
 def _cookie_secret(token: str) -> bytes:

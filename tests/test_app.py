@@ -376,6 +376,29 @@ def test_server_process_serves_and_stops(server_process, real_store, signum):
     assert "Traceback" not in server.log()
 
 
+def wait_for_log(server, pattern: str, timeout: float = 30) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(pattern, server.log())
+        if match:
+            return match
+        time.sleep(0.05)
+    pytest.fail("the server did not log %r within %.0f s:\n%s" % (pattern, timeout, server.log()))
+
+
+def test_summaries_read_at_start(server_process, real_store, tmp_path):
+    server = server_process(real_store, "--port=%d" % free_port(), "--cache-dir=%s" % (tmp_path / "cache"))
+    wait_for_log(server, r"Summaries of 3 runs ready after \d+\.\d s")
+    assert len(server.get_json("/api/experiments/vision/runs")) == 3
+
+
+def test_summaries_not_read_at_start_when_off(server_process, real_store):
+    server = server_process(real_store, "--port=%d" % free_port(), "--ExpmanTornado.read_summaries_at_start=False")
+    assert len(server.get_json("/api/experiments/vision/runs")) == 3
+    assert server.stop() == 0
+    assert "Summaries of" not in server.log()
+
+
 def test_demo_writes_live_store(server_process, tmp_path):
     store = tmp_path / "demo-store"
     server = server_process("--demo", str(store), "--port=%d" % free_port())

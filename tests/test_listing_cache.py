@@ -435,3 +435,33 @@ def test_index_saved_on_executor(store_with_runs, tmp_path_factory):
         listing(Store(store_with_runs, cache_dir=cache_dir, executor=executor))
     assert len(_index_files(cache_dir)) == 1
     assert [name for name in os.listdir(cache_dir) if name.endswith(".tmp")] == []
+
+
+def test_read_summaries_serves_first_listing(store_with_runs, monkeypatch):
+    """After read_summaries, a first listing parses no file and equals one read without it."""
+    make_run(store_with_runs, "other", "lone")
+    expected = listing(Store(store_with_runs))
+    store = Store(store_with_runs)
+    assert store.read_summaries() == 4
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("a file was parsed again")
+
+    monkeypatch.setattr("expman_tornado.store.store.parse_yaml_mapping", no_parse)
+    monkeypatch.setattr("expman_tornado.store.tables.read_parquet", no_parse)
+    assert listing(store) == expected
+    assert [run["id"] for run in listing(store, "other")] == ["lone"]
+
+
+def test_read_summaries_skips_experiment_deleted_meanwhile(store_with_runs, monkeypatch):
+    store = Store(store_with_runs)
+    make_run(store_with_runs, "gone", "r")
+    listed = store.experiment_ids
+
+    def listed_then_deleted() -> list[str]:
+        names = listed()
+        shutil.rmtree(os.path.join(store_with_runs, "gone"))
+        return names
+
+    monkeypatch.setattr(store, "experiment_ids", listed_then_deleted)
+    assert store.read_summaries() == 3

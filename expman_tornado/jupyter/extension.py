@@ -75,6 +75,7 @@ class ExpmanExtension(ExtensionApp):
         self.hub = None
         if "live" in self.options.disabled_handler_groups:
             self._started.set()
+            self.options.read_summaries_soon(self.context)
         else:
             self.hub = self.options.make_hub(self.context)
             IOLoop.current().add_callback(self._start_hub)
@@ -94,6 +95,8 @@ class ExpmanExtension(ExtensionApp):
             self.context.extra.pop("hub", None)
         finally:
             self._started.set()
+        if not self._stopped:
+            self.options.read_summaries_soon(self.context)
 
     def initialize_handlers(self) -> None:
         registry = self.options.make_registry()

@@ -277,6 +277,22 @@ class Store:
                     continue  # Deleted since the listing.
         return statuses
 
+    def read_summaries(self) -> int:
+        """Read the summary of every run that no runs listing has read yet; return the number of runs.
+
+        The server calls it in the background as it starts (see
+        ``ExpmanTornado.read_summaries_at_start``), so that the first listing of
+        an experiment is answered from memory. Summaries of closed runs come from
+        the summary index when their files are unchanged.
+        """
+        count = 0
+        for experiment in self.experiment_ids():
+            try:
+                count += len(self._summary_entries(experiment))
+            except NotFound:  # Deleted or renamed since it was listed.
+                continue
+        return count
+
     def _summary_entries(self, experiment: str, read_missing: bool = True) -> list[_SummaryEntry]:
         """Return :meth:`_summary_pass`, one pass per experiment at a time."""
         self.experiment_dir(experiment)  # Raises NotFound before a lock is kept for a wrong name.
