@@ -240,3 +240,34 @@ async def test_int64_step_bounds(http_client, base_url):
 async def test_bad_path_error_names_the_problem(http_client, base_url, path, mentions):
     response = await http_client.fetch(base_url + path, raise_error=False)
     assert_api_error(response, 400, mentions=mentions)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", [
+    "/api/stats",
+    "/api/server",
+    "/api/experiments",
+    "/api/experiments/vision/runs",
+    "/api/openapi.json",
+])
+async def test_head_answers_as_get(http_client, base_url, path):
+    got = await http_client.fetch(base_url + path)
+    head = await http_client.fetch(base_url + path, method="HEAD")
+    assert head.code == 200
+    assert head.body == b""
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    if "Content-Length" in head.headers:
+        assert int(head.headers["Content-Length"]) == len(got.body)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path, status", [
+    ("/api/experiments/nope/runs", 404),
+    ("/api/no-such-route", 404),
+    ("/api/jupyter/spawn", 405),
+    ("/api/live", 405),
+])
+async def test_head_errors_as_get(http_client, base_url, path, status):
+    response = await http_client.fetch(base_url + path, method="HEAD", raise_error=False)
+    assert response.code == status
+    assert response.body == b""

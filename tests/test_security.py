@@ -120,8 +120,10 @@ class TestEdits:
         ({"colour": "red"}, "colour"),
         ({"tags": "a"}, "tags"),
         ({"tags": [""]}, "tags"),
-        ({"name": 3}, "name"),
-        ({"name": ""}, "name"),
+        ({"name": 3}, "'name' must be a non-empty string"),
+        ({"name": ""}, "'name' must be a non-empty string"),
+        ({"name": None}, "'name' must be a non-empty string"),
+        ({"description": 3}, "'description' must be a string or null"),
         ({}, "changes nothing"),
         ([1], "JSON object"),
     ])

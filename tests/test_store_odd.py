@@ -1236,3 +1236,39 @@ def test_listing_measures_each_table_once(tmp_path, monkeypatch):
     runs = Store(root).runs("wide")
     assert len(runs) == 60
     assert len(measured) <= 2 * 60
+
+
+@pytest.mark.gen_test
+async def test_unreadable_files_named_in_details(http_client, base_url, store_root):
+    """Details name each file that cannot be parsed, with the reason, and the config route is a 422."""
+    folder = make_run(store_root, "e", "r", "FINISHED")
+    write_text(os.path.join(folder, "config.yaml"), "lr: [1,\n")
+    parquet = os.path.join(folder, "vectors.parquet")
+    write_text(parquet, damaged_parquet("truncated"))
+    set_mtime(parquet, time.time() - 60)
+    details = await fetch_json(http_client, base_url, run_url("e", "r"))
+    assert set(details["unreadable"]) == {"config.yaml", "vectors.parquet"}
+    assert all(reason for reason in details["unreadable"].values())
+    assert details["config"] == {}
+    assert details["rows"] is None
+    response = await fetch(http_client, base_url, run_url("e", "r", "config"))
+    assert_api_error(response, 422, mentions="config.yaml")
+
+
+@pytest.mark.gen_test
+async def test_unreadable_run_yaml_named_in_details(http_client, base_url, store_root):
+    folder = make_run(store_root, "e", "r", status=None)
+    write_text(os.path.join(folder, "run.yaml"), "name: [r\nstatus: FINISHED\n")
+    details = await fetch_json(http_client, base_url, run_url("e", "r"))
+    assert list(details["unreadable"]) == ["run.yaml"]
+    assert details["status"] is None
+
+
+@pytest.mark.gen_test
+async def test_readable_run_has_no_unreadable_files(http_client, base_url, store_root):
+    folder = make_run(store_root, "e", "r")
+    write_yaml(os.path.join(folder, "config.yaml"), {"lr": 0.1})
+    write_parquet(os.path.join(folder, "vectors.parquet"), metric_table([0, 1], loss=[1.0, 0.5]))
+    details = await fetch_json(http_client, base_url, run_url("e", "r"))
+    assert details["unreadable"] == {}
+    assert await fetch_json(http_client, base_url, run_url("e", "r", "config")) == {"lr": 0.1}

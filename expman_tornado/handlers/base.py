@@ -68,6 +68,17 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
 
+    async def head(self, *args: str, **kwargs: str) -> None:
+        """Answer HEAD as GET; Tornado sends the headers (Content-Length included) without the body.
+
+        Monitors and ``curl -I`` expect that of every GET route. A handler
+        without ``get`` answers HEAD with 405, as it answers GET.
+        """
+        get = getattr(self, "get", None)
+        if get is None or getattr(get, "__func__", None) is RequestHandler.get:
+            raise ApiError(405, "HEAD is not allowed on %s" % self.request.path)
+        await get(*args, **kwargs)
+
     def prepare(self) -> None:
         if not self.token_is_valid():
             raise ApiError(403, "missing or invalid token: add ?token=… or an "

@@ -47,7 +47,8 @@ class RunMetadataHandler(ApiHandler):
 
 
 class RunConfigHandler(ApiHandler):
-    """``GET …/runs/:run/config``: config.yaml as written (``{}`` when there is none).
+    """``GET …/runs/:run/config``: config.yaml as written (``{}`` when there is none, 422 when
+    it cannot be parsed and has no good copy, 503 while a RUNNING run rewrites it).
 
     A nested param stays the string that expman-rs 1.3 writes, such as
     ``"{'name': 'adamw'}"``, as the Rust server sends it. The run details route

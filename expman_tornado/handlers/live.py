@@ -29,6 +29,10 @@ class EventStreamHandler(ApiHandler):
 
     subscription: Subscription | None = None
 
+    async def head(self, *args: str, **kwargs: str) -> None:
+        """Refuse HEAD with 405: a stream has no end for HEAD to wait for."""
+        raise ApiError(405, "HEAD is not allowed on a live stream; use GET")
+
     @property
     def hub(self):
         hub = self.context.extra.get("hub")

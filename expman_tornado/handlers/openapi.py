@@ -99,6 +99,10 @@ SCHEMAS: dict[str, Any] = {
         "rows": {"type": ["integer", "null"], "description": "null when the metric files cannot be read"},
         "artifacts_count": {"type": "integer", "minimum": 0},
         "logs": {"type": "array", "items": {"enum": ["run.log", "console.log"]}},
+        "unreadable": {
+            "type": "object", "additionalProperties": {"type": "string"},
+            "description": "files of the run that cannot be parsed and have no good copy, by name, with the reason",
+        },
     }),
     "MetricRow": obj(
         {"step": {"type": ["integer", "null"]}, "timestamp": NULLABLE_STRING},

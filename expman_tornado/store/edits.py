@@ -51,11 +51,13 @@ def check_changes(body: object, allowed: dict[str, type]) -> dict:
             raise InvalidEdit("field %r cannot be changed; the fields are %s"
                               % (field, ", ".join(allowed)))
         if allowed[field] is str:
-            if value is not None and not isinstance(value, str):
-                raise InvalidEdit("field %r must be a string or null" % field)
+            # A name cannot be removed, a description can (null).
+            named = field in ("name", "display_name")
+            if not isinstance(value, str) and (named or value is not None):
+                raise InvalidEdit("field %r must be a %s" % (field, "non-empty string" if named else "string or null"))
             if isinstance(value, str) and len(value) > MAX_TEXT:
                 raise InvalidEdit("field %r is longer than %d characters" % (field, MAX_TEXT))
-            if field in ("name", "display_name") and (value is None or not value.strip()):
+            if named and not value.strip():
                 raise InvalidEdit("field %r must be a non-empty string" % field)
         else:
             if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):

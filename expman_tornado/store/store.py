@@ -539,22 +539,25 @@ class Store:
         """Return a run's details: metadata, config, metric columns, files present."""
         folder = self.run_dir(experiment, run)
         files = self.fs.scan_files(folder)
-        fields = run_fields(self._yaml(os.path.join(folder, "run.yaml")), run, experiment)
+        unreadable: dict[str, str] = {}
+        fields = run_fields(self._yaml(os.path.join(folder, "run.yaml"), unreadable), run, experiment)
         newest = max((ident.mtime_ns for ident in files.values()), default=0) / 1e9
         try:
             table = self.metrics_table(experiment, run)
-        except UnreadableFile:
+        except UnreadableFile as exc:
             table = None
+            unreadable[os.path.relpath(exc.path, folder)] = exc.reason
         return {
             "id": run,
             **fields,
             "stale": self._is_stale(fields, newest, time.time()),
-            "config": self._config(folder),
+            "config": self._config(folder, unreadable),
             "columns": tables.describe_columns(table) if table is not None else [],
             "rows": table.num_rows if table is not None else None,
             "best": self._metric_summary(folder)[1],
             "artifacts_count": len(self._artifact_paths(folder)),
             "logs": [name for name in LOG_FILES if name in files],
+            "unreadable": unreadable,
         }
 
     def run_state(self, experiment: str, run: str) -> dict:
@@ -587,24 +590,38 @@ class Store:
         return now - last_sign > self.stale_after
 
     def config_as_written(self, experiment: str, run: str) -> dict:
-        """Return config.yaml with JSON-safe values, nested params left as the strings written."""
-        raw = self._yaml(os.path.join(self.run_dir(experiment, run), "config.yaml"))
+        """Return config.yaml with JSON-safe values, nested params left as the strings written.
+
+        A run without config.yaml has ``{}``; raise UnreadableFile for one that
+        cannot be parsed and has no good copy.
+        """
+        path = os.path.join(self.run_dir(experiment, run), "config.yaml")
+        unreadable: dict[str, str] = {}
+        raw = self._yaml(path, unreadable)
+        if unreadable:
+            raise UnreadableFile(path, unreadable["config.yaml"])
         return clean_for_json(raw) if isinstance(raw, dict) else {}
 
-    def _config(self, run_folder: str) -> dict:
-        raw = self._yaml(os.path.join(run_folder, "config.yaml"))
+    def _config(self, run_folder: str, unreadable: dict[str, str] | None = None) -> dict:
+        raw = self._yaml(os.path.join(run_folder, "config.yaml"), unreadable)
         return read_back_literals(clean_for_json(raw)) if isinstance(raw, dict) else {}
 
-    def _yaml(self, path: str) -> dict | None:
+    def _yaml(self, path: str, unreadable: dict[str, str] | None = None) -> dict | None:
         """Return a parsed YAML mapping, its last good copy, or None.
 
-        A symlink that resolves outside the store is not followed.
+        A symlink that resolves outside the store is not followed. A file that
+        cannot be parsed and has no good copy is noted in ``unreadable``, by its
+        name, with the reason.
         """
         if self.fs.has_links and is_link_outside(path, self.root):
             return None
         try:
             return self.files.load(path, self._parse_yaml, "yaml")
-        except (FileNotFoundError, UnreadableFile):
+        except FileNotFoundError:
+            return None
+        except UnreadableFile as exc:
+            if unreadable is not None:
+                unreadable[os.path.basename(path)] = exc.reason
             return None
 
     def _parse_yaml(self, path: str) -> dict:

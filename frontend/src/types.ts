@@ -48,6 +48,8 @@ export interface RunDetails extends Omit<Run, "params" | "metrics"> {
   rows: number;
   artifacts_count: number;
   logs: string[];
+  /** Files that cannot be parsed and have no good copy, by name, with the reason. */
+  unreadable?: Record<string, string>;
   vectors?: Record<string, unknown>;
   language?: string | null;
   env_path?: string | null;

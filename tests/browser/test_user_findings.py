@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 import urllib.request
 from urllib.parse import parse_qs, quote, urlparse
@@ -320,6 +321,48 @@ def test_irregular_metric_has_no_null_marks(context, server, store):
     screenshot(page, "findings-irregular-steps")
 
 
+def test_nan_at_last_step_marks_only_its_metric(context, server, store):
+    """A last step that logged only a NaN leaves an empty row after close: only that metric gets a "null" mark."""
+    run = new_run(store["root"], TABS_EXPERIMENT, "diverged")
+    for step in range(10):
+        run.log_vector({"train/loss": 1.0 / (step + 1), "train/acc": step / 10}, step=step)
+    run.log_vector({"train/loss": float("nan")}, step=10)
+    run.close()
+    page = context.new_page()
+    page.goto(server.url + "experiments/%s/runs/diverged/charts" % TABS_EXPERIMENT)
+    wait_for_points(page, "diverged", "train/acc", 10)
+    wait_for_points(page, "diverged", "train/loss", 11)
+    loss_note = page.locator(".chart-card[data-metric='train/loss'] .chart-note")
+    assert "null" in loss_note.inner_text()
+    assert page.locator(".chart-card[data-metric='train/acc'] .chart-note").count() == 0
+
+
+def test_unreadable_files_named_on_run_page(context, server, store, console):
+    """A closed run whose config.yaml and vectors.parquet cannot be parsed says so, not "no params"."""
+    console.allow("status of 422")  # The page's request for the rows of the damaged file.
+    run = new_run(store["root"], TABS_EXPERIMENT, "damaged")
+    run.log_params({"lr": 0.1})
+    run.log_vector({"train/loss": 1.0}, step=0)
+    run.close()
+    folder = os.path.join(store["root"], TABS_EXPERIMENT, "damaged")
+    with open(os.path.join(folder, "config.yaml"), "w") as file:
+        file.write("lr: [1,\n")
+    parquet = os.path.join(folder, "vectors.parquet")
+    os.truncate(parquet, os.path.getsize(parquet) // 2)
+    past = time.time() - 60
+    for name in ("config.yaml", "vectors.parquet"):
+        os.utime(os.path.join(folder, name), (past, past))
+    page = context.new_page()
+    page.goto(server.url + "experiments/%s/runs/damaged" % TABS_EXPERIMENT)
+    alerts = page.locator(".run-overview [role=alert]")
+    alerts.nth(1).wait_for()
+    texts = alerts.all_inner_texts()
+    assert texts[0].startswith("config.yaml cannot be read: ")
+    assert texts[1].startswith("vectors.parquet cannot be read: ")
+    assert page.get_by_text("This run logged no params.").count() == 0
+    screenshot(page, "findings-unreadable-files")
+
+
 def findings_url(server, tab: str = "", query: str = "") -> str:
     url = server.url + "experiments/" + FINDINGS_EXPERIMENT
     if tab:
@@ -397,7 +440,9 @@ def test_compare_legend_waits_for_rows(page, server):
     page.goto(findings_url(server, "compare", "run=short-a&ymetric=train/loss"))
     value = page.locator("[data-testid=compare-chart] .legend-row[data-run='short-a'] .legend-value")
     value.wait_for(state="attached")
-    page.wait_for_function("() => document.querySelector('[data-testid=compare-chart] .chart-note')")
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
     assert len(held) == 1
     assert value.text_content() == ""
     held[0].continue_()

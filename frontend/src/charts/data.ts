@@ -17,7 +17,10 @@
 //   2. it lies on that grid after its last value and the run's recorded last
 //      value of the metric (run.yaml `vectors`) is there but not a finite
 //      number, as when a run diverges to NaN and stays there, or
-//   3. no metric has a value in that row, although the row was written.
+//   3. no metric has a value in that row, although the row was written. After
+//      the metric's last value that holds only with rule 2's condition: the
+//      writer leaves such a row when the last step logged only a NaN of
+//      another metric, and the metrics it did not log there are not null.
 // The rules are applied only to rows known to be complete (`Chunk.full`):
 // in downsampled answers the server blanks the cells of rows it kept for
 // other columns, so there a null carries no information and is skipped.
@@ -254,8 +257,10 @@ function markMissing(chunk: Chunk, name: string, grid: Grid, lastValueUnknown: b
     if (kinds[i] !== ABSENT) continue;
     const step = chunk.steps[i];
     const onGrid = grid.stride > 0 && step > grid.first && (step - grid.first) % grid.stride === 0;
+    // True also for a metric without any value, whose grid has no last step.
+    const afterLastValue = !(step <= grid.last);
     if (onGrid && (step < grid.last || lastValueUnknown)) kinds[i] = MISSING;
-    else if (rowIsEmpty(chunk, i)) kinds[i] = MISSING;
+    else if (rowIsEmpty(chunk, i) && (!afterLastValue || lastValueUnknown)) kinds[i] = MISSING;
   }
   return kinds;
 }

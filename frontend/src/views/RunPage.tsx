@@ -106,15 +106,22 @@ function LastValues({ details }: { details: RunDetails }) {
 function RunOverview({ session, now }: { session: RunSession; now: number }) {
   const details = session.details!;
   const columns = details.columns.filter((column) => column.name !== "step" && column.name !== "timestamp");
+  const unreadable = details.unreadable ?? {};
+  const metricFile = Object.keys(unreadable).find((name) => !name.endsWith(".yaml"));
   return (
     <div class="run-overview">
+      {unreadable["run.yaml"] !== undefined && (
+        <Message kind="error">run.yaml cannot be read: {unreadable["run.yaml"]}. Its fields are not shown.</Message>
+      )}
       <section class="panel">
         <h2>Metadata</h2>
         <Metadata details={details} now={now} />
       </section>
       <section class="panel">
         <h2>Config</h2>
-        {details.config && typeof details.config === "object" && Object.keys(details.config as object).length ? (
+        {unreadable["config.yaml"] !== undefined ? (
+          <Message kind="error">config.yaml cannot be read: {unreadable["config.yaml"]}</Message>
+        ) : details.config && typeof details.config === "object" && Object.keys(details.config as object).length ? (
           <ValueTree value={details.config} />
         ) : (
           <Message kind="empty">This run logged no params.</Message>
@@ -134,6 +141,10 @@ function RunOverview({ session, now }: { session: RunSession; now: number }) {
               </li>
             ))}
           </ul>
+        ) : metricFile ? (
+          <Message kind="error">
+            {metricFile} cannot be read: {unreadable[metricFile]}
+          </Message>
         ) : (
           <Message kind="empty">No metric columns yet.</Message>
         )}

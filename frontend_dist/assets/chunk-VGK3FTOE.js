@@ -1,1 +1,0 @@
-import{b,c,d,e}from"./chunk-MYXRKXPE.js";import{b as a}from"./chunk-RKJ567WL.js";import"./chunk-EVLDCMQ3.js";import"./chunk-CGNY3XGV.js";import"./chunk-MTWAKBQT.js";import"./chunk-622SIDW7.js";import"./chunk-RSPFMK7C.js";import"./chunk-WOT6VMZA.js";export{e as ChartsPanel,a as RUN_COLORS,b as readSettings,c as useSessions,d as useSessionsVersion};
