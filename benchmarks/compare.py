@@ -6,10 +6,14 @@
 The store comes from ``benchmarks/stores.py`` (written once into ``--folder``,
 then reused). For each group of measurements the script starts a new server
 process on 127.0.0.1 on a free port. The first request of a group is "cold":
-the first after the server started, with the files in the page cache. "Warm"
-is the median of the ``--warm`` requests after it. Our runs listing is timed
-cold twice: at the first start ever, with an empty cache folder (no summary
-index), and at a second start with the index that the first one wrote. One client (this process,
+the first after the server started, with the files in the page cache. "Warm" is
+the median of the ``--warm`` requests after it. Our runs listing is timed cold
+twice: at the first start ever, with an empty cache folder (no summary index),
+and at a second start with the index that the first one wrote. A third start,
+again without an index, waits until our server has read every run's summary in
+the background (``read_summaries_at_start``) and then times its first listing.
+The metric requests are timed on a server started with that background read
+off, so that it does not share the cores with them. One client (this process,
 ``http.client``, one connection per request) sends the requests one after
 another and reads each reply whole.
 
@@ -30,6 +34,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import signal
 import shutil
 import socket
@@ -70,6 +75,8 @@ class Server:
     port: int
     full_json_query: str
     log_path: str
+    #: Where this start's lines begin in the log file, which earlier starts share.
+    log_start: int = 0
 
     def status(self) -> dict[str, int]:
         """Return VmRSS and VmHWM in KiB (0 when the process is gone)."""
@@ -98,26 +105,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(name: str, store: str, port: int, cache_dir: str = "") -> list[str]:
+def server_command(name: str, store: str, port: int, cache_dir: str = "", read_summaries: bool = True) -> list[str]:
     if name == "ours":
-        return [sys.executable, "-m", "expman_tornado", store, "--port", str(port), "--cache-dir", cache_dir]
+        return [sys.executable, "-m", "expman_tornado", store, "--port", str(port), "--cache-dir", cache_dir,
+                "--ExpmanTornado.read_summaries_at_start=%s" % read_summaries]
     return [os.path.realpath(RUST_SERVER), "serve", store, "--host", "127.0.0.1", "-p", str(port)]
 
 
 @contextmanager
-def running_server(name: str, store: str, folder: str, cache_dir: str = ""):
+def running_server(name: str, store: str, folder: str, cache_dir: str = "", read_summaries: bool = True):
     """Start a server, wait until it accepts connections, and end it (by pid) afterwards.
 
     ``cache_dir`` is our server's summary index folder; empty: no index.
+    ``read_summaries`` false starts ours without reading run summaries in the background.
     """
     port = free_port()
     log_path = os.path.join(folder, "%s-server.log" % name)
+    log_start = os.path.getsize(log_path) if os.path.exists(log_path) else 0
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(server_command(name, store, port, cache_dir), stdout=log_file,
+        process = subprocess.Popen(server_command(name, store, port, cache_dir, read_summaries), stdout=log_file,
                                    stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     query = "format=json" if name == "ours" else "max_points=0"
-    server = Server(name, process, port, query, log_path)
+    server = Server(name, process, port, query, log_path, log_start)
     try:
         wait_for_port(server)
         yield server
@@ -182,6 +192,19 @@ def cold_and_warm(server: Server, path: str, warm: int) -> dict:
     return {"cold": cold.seconds, "warm": statistics.median(warm_times), "bytes": cold.size, "body": cold.body}
 
 
+def wait_for_summaries(server: Server) -> float:
+    """Wait until our server logs that it read every run's summary; return the seconds it logged."""
+    deadline = time.monotonic() + INDEX_TIMEOUT
+    while time.monotonic() < deadline:
+        with open(server.log_path, "rb") as log_file:
+            log_file.seek(server.log_start)
+            match = re.search(rb"Summaries of [0-9,]+ runs? ready after ([0-9.]+) s", log_file.read())
+        if match:
+            return float(match.group(1))
+        time.sleep(0.1)
+    raise TimeoutError("%s server did not read its summaries within %.0f s" % (server.name, INDEX_TIMEOUT))
+
+
 def wait_for_index(cache_dir: str) -> None:
     """Wait until our server has written a summary index file into ``cache_dir``.
 
@@ -218,11 +241,17 @@ def measure_server(name: str, store: str, folder: str, warm: int, full_repeats: 
             with running_server(name, store, folder, cache_dir) as server:
                 results["runs"]["cold_indexed"] = get(server, RUNS).seconds
                 results["load"].append(load_average())
+            # A first start again (no index), its first listing sent once the background read is done.
+            with running_server(name, store, folder) as server:
+                results["runs"]["background_read"] = wait_for_summaries(server)
+                results["runs"]["after_background_read"] = get(server, RUNS).seconds
+                results["load"].append(load_average())
     finally:
         if cache_dir:
             shutil.rmtree(cache_dir, ignore_errors=True)
 
-    with running_server(name, store, folder) as server:
+    # Without the background read of 5,000 run summaries, which would share the cores with these requests.
+    with running_server(name, store, folder, read_summaries=False) as server:
         downsampled = cold_and_warm(server, LARGE + "?max_points=2000", warm)
         results["downsampled"] = {key: value for key, value in downsampled.items() if key != "body"}
         results["downsampled"]["rows"] = len(json.loads(downsampled["body"]))
@@ -311,13 +340,17 @@ def table(results: dict, floor: dict | None) -> str:
          floor and floor["stat_run_files"], "os.stat of the %s entries of the run folders" % (floor or {}).get("run_files")),
         ("`runs`, 5,000 runs, cold, first start (no index)", "runs", "cold", "time", None, ""),
         ("`runs`, 5,000 runs, cold, later start (index)", "runs", "cold_indexed", "time", None, ""),
+        ("`runs`, 5,000 runs, first start, background read of the summaries", "runs", "background_read", "time",
+         None, ""),
+        ("`runs`, 5,000 runs, first start, first listing after that read", "runs", "after_background_read", "time",
+         None, ""),
         ("RSS at start", "rss_start_kib", None, "memory", None, ""),
     ]
     lines = ["| measurement | ours | Rust | ratio | floor |", "|---|---:|---:|---:|---|"]
     for label, group, key, unit, floor_value, floor_label in rows:
         keys = (group, key) if key else (group,)
         mine, theirs = pick(ours, *keys), pick(rust, *keys)
-        if key == "cold_indexed":
+        if key in ("cold_indexed", "after_background_read"):
             theirs = pick(rust, group, "cold")  # The Rust server keeps nothing between starts.
         show = milliseconds if unit == "time" else mebibytes
         floor_text = "%s (%s)" % (milliseconds(floor_value), floor_label) if floor_value is not None else ""
