@@ -12,8 +12,12 @@ import time
 from urllib.parse import urlencode
 
 import httpx
+import pyarrow as pa
 import pytest
 from httpx_sse import aconnect_sse
+
+from expman_tornado.encoding import encode
+from expman_tornado.live.channel import _non_finite_member, metrics_rows
 
 from .conftest import assert_api_error
 from .stores import new_run
@@ -264,6 +268,45 @@ async def test_step_logged_twice_streams_merged(http_server, base_url, store_roo
             assert (second.event, [row["step"] for row in json.loads(second.data)["rows"]]) == ("MetricsUpdated", [3])
     finally:
         run.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_non_finite_values_named(http_server, base_url, store_root):
+    """NaN and ±Inf, null in JSON rows, are named in the event's non_finite member, merged rows included."""
+    run = new_run(store_root, EXPERIMENT, "diverging", flush_interval_ms=20)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with stream(client, live_url(base_url, "diverging") + "?since_step=-1") as events:
+                assert (await next_event(events)).event == "Snapshot"
+                run.log_vector({"loss": 1.0, "acc": 0.5}, step=0)
+                run.log_vector({"loss": float("nan"), "acc": float("inf")}, step=1)
+                run.log_vector({"loss": float("-inf")}, step=2)
+                rows, non_finite = [], {}
+                while len(rows) < 3:
+                    event = await next_named(events, ("MetricsUpdated",))
+                    data = json.loads(event.data)
+                    for name, cells in data.get("non_finite", {}).items():
+                        non_finite.setdefault(name, []).extend([len(rows) + index, text] for index, text in cells)
+                    rows.extend(data["rows"])
+                assert [(row["step"], row["loss"]) for row in rows] == [(0, 1.0), (1, None), (2, None)]
+                assert non_finite == {"loss": [[1, "NaN"], [2, "-Infinity"]], "acc": [[1, "Infinity"]]}
+
+                run.log_vector({"val": float("nan")}, step=2)
+                merged = await next_named(events, ("MetricsMerged",))
+                data = json.loads(merged.data)
+                assert [row["step"] for row in data["rows"]] == [2]
+                assert data["non_finite"] == {"loss": [[0, "-Infinity"]], "val": [[0, "NaN"]]}
+    finally:
+        run.close()
+
+
+def test_metrics_rows_of_event_with_non_finite():
+    """The rows of an event are found also when a column named last_step holds a NaN."""
+    table = pa.table({"step": [0, 1], "last_step": [float("nan"), 1.0], "loss": [float("inf"), 2.0]})
+    data = b'{"rows":' + encode(table, "json") + b',"last_step":1' + _non_finite_member(table) + b"}"
+    assert json.loads(metrics_rows(data)) == json.loads(data)["rows"]
+    plain = table.select(["step"])
+    assert metrics_rows(b'{"rows":' + encode(plain, "json") + b',"last_step":1}') == encode(plain, "json")
 
 
 @pytest.mark.gen_test(timeout=60)

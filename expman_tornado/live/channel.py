@@ -12,6 +12,7 @@ from typing import Callable
 from urllib.parse import quote
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -531,16 +532,20 @@ class RunChannel(_Buffered):
 
     def _merged_events(self, rows: pa.Table, position: Position) -> list[bytes]:
         """Return MetricsMerged events, which send rows a client has again with the values merged into them."""
-        return [format_event("MetricsMerged", b'{"rows":' + encode(rows.slice(start, MAX_ROWS_PER_EVENT), "json") + b"}",
-                             position.event_id)
-                for start in range(0, rows.num_rows, MAX_ROWS_PER_EVENT)]
+        events = []
+        for start in range(0, rows.num_rows, MAX_ROWS_PER_EVENT):
+            part = rows.slice(start, MAX_ROWS_PER_EVENT)
+            data = b'{"rows":' + encode(part, "json") + _non_finite_member(part) + b"}"
+            events.append(format_event("MetricsMerged", data, position.event_id))
+        return events
 
     def _metrics_events(self, rows: pa.Table, position: Position, name: str = "MetricsUpdated") -> list[bytes]:
         events = []
         for start in range(0, rows.num_rows, MAX_ROWS_PER_EVENT):
             part = rows.slice(start, MAX_ROWS_PER_EVENT)
             last_step = _max_step(part)
-            data = b'{"rows":' + encode(part, "json") + b',"last_step":' + _json_int(last_step) + b"}"
+            data = (b'{"rows":' + encode(part, "json") + b',"last_step":' + _json_int(last_step)
+                    + _non_finite_member(part) + b"}")
             events.append(format_event(name, data, position.event_id))
         return events
 
@@ -709,8 +714,12 @@ def metrics_rows(data: bytes) -> bytes:
     """Return the JSON list of rows of a MetricsUpdated event's data, without parsing it.
 
     The data is built by :meth:`RunChannel._metrics_events` as
-    ``{"rows":[…],"last_step":N}``, and ``N`` is an integer or ``null``.
+    ``{"rows":[…],"last_step":N}``, and ``N`` is an integer or ``null``. Rows
+    with NaN or ±Inf add a ``non_finite`` member after ``last_step``, and its
+    keys are column names, so such data is parsed.
     """
+    if b'"non_finite":' in data:
+        return orjson.dumps(orjson.loads(data)["rows"])
     return data[len(b'{"rows":'):data.rindex(b',"last_step":')]
 
 
@@ -721,6 +730,33 @@ def _histograms_data(rows: pa.Table) -> dict:
         tags = sorted({tag for tag in rows.column("tag").to_pylist() if isinstance(tag, str)})
     steps = rows.column(STEP).drop_null()
     return {"tags": tags, "last_step": pc.max(steps).as_py() if len(steps) else None}
+
+
+def _non_finite_member(rows: pa.Table) -> bytes:
+    """Return ``,"non_finite":{column: [[row, "NaN"], …]}`` for the NaN and ±Inf values of rows, or nothing.
+
+    JSON rows carry those values as null, so the event names them beside the
+    rows: ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, at the row's index in
+    the event. Finding them costs one pass over each float column of the rows.
+    """
+    found: dict[str, list] = {}
+    for name, column in zip(rows.column_names, rows.columns):
+        if not pa.types.is_floating(column.type) or column.null_count == len(column):
+            continue
+        values = column.to_numpy(zero_copy_only=False)  # A null becomes NaN here.
+        odd = ~np.isfinite(values)
+        if column.null_count:
+            odd &= pc.is_valid(column).to_numpy(zero_copy_only=False)
+        indices = np.flatnonzero(odd)
+        if len(indices):
+            found[name] = [[int(i), _non_finite_text(values[i])] for i in indices]
+    return b',"non_finite":' + orjson.dumps(found) if found else b""
+
+
+def _non_finite_text(value: float) -> str:
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def _json_int(value: int | None) -> bytes:

@@ -136,6 +136,7 @@ export class RunStream {
     });
     on("MetricsUpdated", (data) => {
       if (!data) return;
+      withNonFinite(data);
       if (typeof data.last_step === "number") this.lastStep = data.last_step;
       if (overlap !== null) {
         const step = overlap;
@@ -147,7 +148,7 @@ export class RunStream {
       }
       this.handlers.onMetrics?.(data);
     });
-    on("MetricsMerged", (data) => data && this.handlers.onMerged?.(data));
+    on("MetricsMerged", (data) => data && this.handlers.onMerged?.(withNonFinite(data)));
     on("LogMessage", (data) => this.handlers.onLog?.(data));
     on("StatusChanged", (data) => this.handlers.onStatus?.(data));
     on("RunUpdated", (data) => this.handlers.onRunUpdated?.(data));
@@ -268,3 +269,20 @@ class StoreStream {
 }
 
 export const storeStream = new StoreStream();
+
+
+const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity };
+
+/**
+ * Put the NaN and ±Inf values that an event names in `non_finite` into its
+ * rows, where JSON carries them as null, and return the event's data.
+ */
+function withNonFinite<T extends { rows: MetricRow[]; non_finite?: Record<string, [number, string][]> }>(data: T): T {
+  const rows = Array.isArray(data.rows) ? data.rows : [];
+  for (const [name, cells] of Object.entries(data.non_finite ?? {})) {
+    for (const [index, text] of cells) {
+      if (rows[index] && text in NON_FINITE) rows[index][name] = NON_FINITE[text];
+    }
+  }
+  return data;
+}

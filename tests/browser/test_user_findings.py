@@ -244,6 +244,32 @@ def test_merge_before_stream_connects(context, server, store):
         run.close()
 
 
+def test_live_nan_marked_as_nan(context, server, store):
+    """NaN and +Inf that arrive live are marked as such, also for a metric whose only values they are."""
+    run = new_run(store["root"], TABS_EXPERIMENT, "nan-live", flush_interval_ms=20)
+    try:
+        for step in range(5):
+            run.log_vector({"train/loss": 1.0 / (step + 1)}, step=step)
+        wait_for_value(server, "nan-live", 4, "train/loss")
+        page = context.new_page()
+        page.goto(server.url + "experiments/%s/runs/nan-live/charts" % TABS_EXPERIMENT)
+        wait_for_last_step(page, 4, run="nan-live")
+        page.wait_for_function("() => connectedStreams().some((url) => url.includes('/runs/nan-live/live'))")
+        run.log_vector({"train/loss": float("nan"), "grad/norm": float("nan")}, step=5)
+        run.log_vector({"train/loss": 0.1, "grad/norm": float("inf")}, step=6)
+        wait_for_last_step(page, 6, run="nan-live")
+        wait_for_points(page, "nan-live", "grad/norm", 2)
+        grad = page.locator(".chart-card[data-metric='grad/norm'] [data-testid=marker-note]")
+        assert "1 NaN" in grad.inner_text()
+        assert "1 +Inf" in grad.inner_text()
+        loss = page.locator(".chart-card[data-metric='train/loss'] [data-testid=marker-note]")
+        assert "1 NaN" in loss.inner_text()
+        assert "null" not in loss.inner_text()
+        screenshot(page, "findings-live-nan")
+    finally:
+        run.close()
+
+
 def test_irregular_live_metric_has_no_null_marks(context, server, store):
     """A metric first logged while the page is open, at irregular steps, gets no "null" marks.
 

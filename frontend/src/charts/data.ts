@@ -130,7 +130,7 @@ export function chunkFromArrow(buffer: ArrayBuffer, full: boolean): Chunk {
   return chunk;
 }
 
-/** Append JSON rows (from SSE) to a chunk; a number is finite, a null is ABSENT until marked. */
+/** Append JSON rows (from SSE) to a chunk; a null is ABSENT until marked. */
 export function appendJsonRows(chunk: Chunk, rows: MetricRow[]): void {
   const start = chunk.steps.length;
   for (const row of rows) {
@@ -150,7 +150,7 @@ export function appendJsonRows(chunk: Chunk, rows: MetricRow[]): void {
       const value = rows[i - start][name];
       if (typeof value === "number") {
         column.values.push(value);
-        column.kinds.push(FINITE);
+        column.kinds.push(kindOf(value));
       } else {
         column.values.push(NaN);
         column.kinds.push(ABSENT);

@@ -1,1 +1,0 @@
-import{b,c,d,e}from"./chunk-OSPECCBM.js";import{b as a}from"./chunk-CEMW5ZNG.js";import"./chunk-YT6QS2PR.js";import"./chunk-CGNY3XGV.js";import"./chunk-HJ5WTHWA.js";import"./chunk-622SIDW7.js";import"./chunk-RSPFMK7C.js";import"./chunk-WOT6VMZA.js";export{e as ChartsPanel,a as RUN_COLORS,b as readSettings,c as useSessions,d as useSessionsVersion};

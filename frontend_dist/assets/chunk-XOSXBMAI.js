@@ -1,1 +1,0 @@
-import{a,b,c,d,e,f,g,h,i,j,k,l,m}from"./chunk-HJ5WTHWA.js";import"./chunk-622SIDW7.js";import"./chunk-RSPFMK7C.js";import"./chunk-WOT6VMZA.js";export{f as ABSENT,a as FINITE,g as KIND_LABELS,h as MAX_POINTS,e as MISSING,b as NAN,d as NEG_INF,c as POS_INF,m as RunMetrics,k as appendJsonRows,j as chunkFromArrow,i as emptyChunk,l as fetchChunk};
