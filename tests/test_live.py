@@ -301,7 +301,7 @@ async def test_non_finite_values_named(http_server, base_url, store_root):
 
 
 def test_metrics_rows_of_event_with_non_finite():
-    """The rows of an event are found also when a column named last_step holds a NaN."""
+    """The rows of an event are found also when a column named last_step has a NaN."""
     table = pa.table({"step": [0, 1], "last_step": [float("nan"), 1.0], "loss": [float("inf"), 2.0]})
     data = b'{"rows":' + encode(table, "json") + b',"last_step":1' + _non_finite_member(table) + b"}"
     assert json.loads(metrics_rows(data)) == json.loads(data)["rows"]

@@ -69,7 +69,7 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     async def head(self, *args: str, **kwargs: str) -> None:
-        """Answer HEAD as GET; Tornado sends the headers (Content-Length included) without the body.
+        """Serve HEAD like GET: Tornado sends the headers (Content-Length included) without the body.
 
         Monitors and ``curl -I`` expect that of every GET route. A handler
         without ``get`` answers HEAD with 405, as it answers GET.

@@ -282,7 +282,7 @@ class Store:
 
         The server calls it in the background as it starts (see
         ``ExpmanTornado.read_summaries_at_start``), so that the first listing of
-        an experiment is answered from memory. Summaries of closed runs come from
+        an experiment is served from memory. Summaries of closed runs come from
         the summary index when their files are unchanged.
         """
         count = 0

@@ -244,17 +244,24 @@ def test_merge_before_stream_connects(context, server, store):
         run.close()
 
 
+def open_streamed_run(context, server, run, name: str, steps: int):
+    """Log ``steps`` steps of train/loss to an open run, then open its charts and wait until its stream is connected."""
+    for step in range(steps):
+        run.log_vector({"train/loss": 1.0 / (step + 1)}, step=step)
+    wait_for_value(server, name, steps - 1, "train/loss")
+    page = context.new_page()
+    page.goto(server.url + "experiments/%s/runs/%s/charts" % (TABS_EXPERIMENT, quote(name)))
+    wait_for_last_step(page, steps - 1, run=name)
+    page.wait_for_function("(name) => connectedStreams().some((url) => url.includes(`/runs/${name}/live`))",
+                           arg=quote(name))
+    return page
+
+
 def test_live_nan_marked_as_nan(context, server, store):
     """NaN and +Inf that arrive live are marked as such, also for a metric whose only values they are."""
     run = new_run(store["root"], TABS_EXPERIMENT, "nan-live", flush_interval_ms=20)
     try:
-        for step in range(5):
-            run.log_vector({"train/loss": 1.0 / (step + 1)}, step=step)
-        wait_for_value(server, "nan-live", 4, "train/loss")
-        page = context.new_page()
-        page.goto(server.url + "experiments/%s/runs/nan-live/charts" % TABS_EXPERIMENT)
-        wait_for_last_step(page, 4, run="nan-live")
-        page.wait_for_function("() => connectedStreams().some((url) => url.includes('/runs/nan-live/live'))")
+        page = open_streamed_run(context, server, run, "nan-live", 5)
         run.log_vector({"train/loss": float("nan"), "grad/norm": float("nan")}, step=5)
         run.log_vector({"train/loss": 0.1, "grad/norm": float("inf")}, step=6)
         wait_for_last_step(page, 6, run="nan-live")
@@ -278,13 +285,7 @@ def test_irregular_live_metric_has_no_null_marks(context, server, store):
     """
     run = new_run(store["root"], TABS_EXPERIMENT, "irregular-live", flush_interval_ms=20)
     try:
-        for step in range(18):
-            run.log_vector({"train/loss": 1.0 / (step + 1)}, step=step)
-        wait_for_value(server, "irregular-live", 17, "train/loss")
-        page = context.new_page()
-        page.goto(server.url + "experiments/%s/runs/irregular-live/charts" % TABS_EXPERIMENT)
-        wait_for_last_step(page, 17, run="irregular-live")
-        page.wait_for_function("() => connectedStreams().some((url) => url.includes('/runs/irregular-live/live'))")
+        page = open_streamed_run(context, server, run, "irregular-live", 18)
         for step in (5, 10):
             run.log_vector({"val/score": step / 20}, step=step)
         wait_for_points(page, "irregular-live", "val/score", 2)
@@ -364,7 +365,7 @@ def test_nan_at_last_step_marks_only_its_metric(context, server, store):
 
 
 def test_unreadable_files_named_on_run_page(context, server, store, console):
-    """A closed run whose config.yaml and vectors.parquet cannot be parsed says so, not "no params"."""
+    """A closed run whose config.yaml and vectors.parquet cannot be parsed shows why, not "no params"."""
     console.allow("status of 422")  # The page's request for the rows of the damaged file.
     run = new_run(store["root"], TABS_EXPERIMENT, "damaged")
     run.log_params({"lr": 0.1})
