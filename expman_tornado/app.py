@@ -31,7 +31,7 @@ from .handlers.urls import url_path_join
 from .jupyter.servers import ChildJupyterServer
 from .live import LiveHub
 from .registry import BUILTIN_GROUPS, HandlerRegistry, RegistryError, default_registry
-from .store import Store
+from .store import Store, StoreClosed
 from .store.filesystem import StoreUnavailable, check_root
 from .store.summary_index import default_cache_dir
 
@@ -397,6 +397,7 @@ class ExpmanTornado(JupyterApp):
                 with contextlib.suppress(RuntimeError):
                     loop.run_sync(lambda: asyncio.sleep(0))
             context.extra["notebooks"].terminate_now()
+            context.store.close()
             context.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -404,6 +405,8 @@ def _read_summaries(store: Store) -> None:
     started = time.monotonic()
     try:
         runs = store.read_summaries()
+    except StoreClosed:
+        return
     except Exception:  # Whatever it is, each listing reads its runs when asked.
         log.warning("Reading the run summaries at start failed; runs listings read them when asked",
                     exc_info=True)

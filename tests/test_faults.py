@@ -7,7 +7,6 @@ that live streams go on or end cleanly.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os

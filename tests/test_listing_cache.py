@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,11 +16,11 @@ import pytest
 
 from expman_tornado.encoding import _frame, iter_json_rows
 from expman_tornado.live import LiveHub
-from expman_tornado.store import Store
+from expman_tornado.store import Store, StoreClosed
 from expman_tornado.store.search import parse_query
 
 from .conftest import strict_json
-from .stores import make_run, metric_table, set_mtime, write_parquet, write_segment, write_text, write_yaml
+from .stores import make_run, metric_table, set_mtime, write_parquet, write_segment, write_yaml
 
 NAN = float("nan")
 
@@ -465,3 +466,61 @@ def test_read_summaries_skips_experiment_deleted_meanwhile(store_with_runs, monk
 
     monkeypatch.setattr(store, "experiment_ids", listed_then_deleted)
     assert store.read_summaries() == 3
+
+
+def slow_builds(store: Store, monkeypatch, seconds: float) -> list[tuple[str, str]]:
+    """Make each summary build of ``store`` take ``seconds`` longer; return the (experiment, run) built, in order."""
+    built: list[tuple[str, str]] = []
+    build = store._build_summary_entry
+
+    def slow(experiment, run, *args):
+        time.sleep(seconds)
+        built.append((experiment, run))
+        return build(experiment, run, *args)
+
+    monkeypatch.setattr(store, "_build_summary_entry", slow)
+    return built
+
+
+def test_close_stops_summary_pass(tmp_path, monkeypatch):
+    for index in range(40):
+        make_run(str(tmp_path), "e", "r%02d" % index)
+    store = Store(str(tmp_path))
+    built = slow_builds(store, monkeypatch, 0.02)
+    outcome: list = []
+
+    def listing_thread() -> None:
+        try:
+            store.runs_json("e")
+        except StoreClosed as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=listing_thread)
+    thread.start()
+    while len(built) < 3:
+        time.sleep(0.005)
+    store.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], StoreClosed)
+    assert len(built) < 40
+
+
+def test_background_read_waits_for_listing(tmp_path, monkeypatch):
+    """While a listing builds summaries, the background read builds none (but the one it had begun)."""
+    for index in range(20):
+        make_run(str(tmp_path), "a", "r%02d" % index)
+    for index in range(5):
+        make_run(str(tmp_path), "b", "r%02d" % index)
+    store = Store(str(tmp_path))
+    built = slow_builds(store, monkeypatch, 0.02)
+    background = threading.Thread(target=store.read_summaries)
+    background.start()
+    while len(built) < 2:
+        time.sleep(0.005)
+    assert len(listing(store, "b")) == 5
+    background.join(10)
+    order = [experiment for experiment, _ in built]
+    first, last = order.index("b"), len(order) - 1 - order[::-1].index("b")
+    assert order[first:last + 1].count("a") <= 1
+    assert order.count("a") == 20

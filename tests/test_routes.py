@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pyarrow as pa
@@ -250,9 +251,11 @@ async def test_bad_path_error_names_the_problem(http_client, base_url, path, men
     "/api/experiments/vision/runs",
     "/api/openapi.json",
 ])
-async def test_head_answers_as_get(http_client, base_url, path):
+async def test_head_answers_as_get(http_client, base_url, path, caplog):
     got = await http_client.fetch(base_url + path)
-    head = await http_client.fetch(base_url + path, method="HEAD")
+    with caplog.at_level(logging.ERROR):
+        head = await http_client.fetch(base_url + path, method="HEAD")
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
     assert head.code == 200
     assert head.body == b""
     assert head.headers["Content-Type"] == got.headers["Content-Type"]
@@ -271,3 +274,27 @@ async def test_head_errors_as_get(http_client, base_url, path, status):
     response = await http_client.fetch(base_url + path, method="HEAD", raise_error=False)
     assert response.code == status
     assert response.body == b""
+
+
+@pytest.mark.gen_test
+async def test_dashboard_page_answers_head(http_client, base_url):
+    response = await http_client.fetch(base_url + "/experiments/vision", method="HEAD")
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.body == b""
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("method, path, allowed", [
+    ("DELETE", "/api/experiments", "GET, HEAD"),
+    ("POST", "/api/experiments/vision", "GET, HEAD, PATCH"),
+    ("POST", "/api/experiments/vision/runs/baseline/live", "GET"),
+    ("HEAD", "/api/experiments/vision/runs/baseline/live", "GET"),
+    ("GET", "/api/jupyter/spawn", "POST"),
+])
+async def test_405_names_allowed_methods(http_client, base_url, method, path, allowed):
+    body = b"{}" if method == "POST" else None
+    response = await http_client.fetch(base_url + path, method=method, body=body, raise_error=False,
+                                       headers={"Cookie": "_xsrf=x", "X-XSRFToken": "x"})
+    assert response.code == 405
+    assert response.headers["Allow"] == allowed

@@ -1272,3 +1272,19 @@ async def test_readable_run_has_no_unreadable_files(http_client, base_url, store
     details = await fetch_json(http_client, base_url, run_url("e", "r"))
     assert details["unreadable"] == {}
     assert await fetch_json(http_client, base_url, run_url("e", "r", "config")) == {"lr": 0.1}
+
+
+def test_file_deleted_while_parsed_is_missing(tmp_path, caplog):
+    """A file removed between its stat and its read counts as missing, with no "Cannot parse" warning."""
+    path = tmp_path / "run.yaml"
+    path.write_text("status: FINISHED\n")
+
+    def removed_then_read(name: str):
+        os.unlink(name)
+        with open(name) as file:
+            return file.read()
+
+    cache = FileCache()
+    with caplog.at_level(logging.WARNING), pytest.raises(FileNotFoundError):
+        cache.load(str(path), removed_then_read, "yaml")
+    assert not [record for record in caplog.records if "Cannot parse" in record.getMessage()]

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from expman_tornado.jupyter.notebook import _LOADERS
+from expman_tornado.store import Store
 from expman_tornado.store.yamlfile import dump_yaml_mapping, parse_yaml_mapping
 
 from .stores import new_run
@@ -99,7 +100,8 @@ async def test_edit_keeps_strings_strings(http_client, base_url, store_root):
 
 
 @pytest.mark.parametrize("value", ["1e30", "yes", "on", "1:30", "0o17", "017", "", "~", "null", ".5", "1_000",
-                                   "<<", "=", "2024-01-01", 1e30, float("inf"), 17, None, True])
+                                   "<<", "=", "2024-01-01", "y", "N", "a\x85b", "a\u2028b", "a\u2029b", "a\nb",
+                                   1e30, float("inf"), 17, None, True])
 def test_dump_reads_back(tmp_path, value):
     path = tmp_path / "value.yaml"
     path.write_text(dump_yaml_mapping({"key": value}), encoding="utf-8")
@@ -112,3 +114,12 @@ def test_notebook_reads_config_as_server(store_root):
     namespace: dict = {}
     exec(_LOADERS, namespace)  # noqa: S102 (the package's own notebook cell)
     assert namespace["load_config"](os.path.join(store_root, "types", "logged")) == PARAMS
+
+
+def test_null_and_boolean_keys_keep_spelling(tmp_path):
+    folder = tmp_path / "store" / "e" / "r"
+    folder.mkdir(parents=True)
+    (folder / "run.yaml").write_text("status: FINISHED\n", encoding="utf-8")
+    (folder / "config.yaml").write_text("null: a\ntrue: b\nfalse: c\n", encoding="utf-8")
+    store = Store(str(tmp_path / "store"))
+    assert store.run("e", "r")["config"] == {"null": "a", "true": "b", "false": "c"}

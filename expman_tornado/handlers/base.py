@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import inspect
 import logging
 import re
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from tornado.web import HTTPError, RequestHandler
 from ..encoding import BodyCache
 from ..errors import ApiError
 from .auth import TokenAuthMixin
-from ..store import InvalidName, NotFound, OutsideStore, Store, UnreadableFile
+from ..store import InvalidName, NotFound, OutsideStore, Store, StoreClosed, UnreadableFile
 from ..store.edits import EditConflict, InvalidEdit, UneditableFile
 from ..store.filesystem import StoreUnavailable
 
@@ -77,7 +78,9 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         get = getattr(self, "get", None)
         if get is None or getattr(get, "__func__", None) is RequestHandler.get:
             raise ApiError(405, "HEAD is not allowed on %s" % self.request.path)
-        await get(*args, **kwargs)
+        result = get(*args, **kwargs)
+        if inspect.isawaitable(result):  # Some handlers' get is a plain method.
+            await result
 
     def prepare(self) -> None:
         if not self.token_is_valid():
@@ -118,6 +121,14 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
 
+    def allowed_methods(self) -> list[str]:
+        """Return the methods this handler serves, for the ``Allow`` header of a 405."""
+        methods = [method for method in self.SUPPORTED_METHODS
+                   if getattr(type(self), method.lower(), None) is not getattr(RequestHandler, method.lower(), None)]
+        if "GET" not in methods:
+            methods = [method for method in methods if method != "HEAD"]
+        return methods
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Send the JSON error body ``{"error": {"status", "message"}}``."""
         message = http.client.responses.get(status_code, "Unknown error")
@@ -131,6 +142,8 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
                        "or authenticate with an 'Authorization: token …' header")
         elif isinstance(exc, HTTPError) and exc.status_code == 405:
             message = "method %s is not allowed on %s" % (self.request.method, self.request.path)
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         elif isinstance(exc, HTTPError) and exc.status_code == 400 and exc.log_message:
             # Tornado's own checks, such as a URL that is not valid UTF-8.
             message = exc.log_message % exc.args if exc.args else exc.log_message
@@ -152,6 +165,9 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
             raise ApiError(403, str(exc)) from None
         except UnreadableFile as exc:
             raise await self._unreadable_error(exc, args) from None
+        except StoreClosed as exc:
+            raise ApiError(503, "%s; retry once it has started again" % exc,
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         except InvalidEdit as exc:
             raise ApiError(400, str(exc)) from None
         except UneditableFile as exc:

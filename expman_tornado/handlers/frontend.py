@@ -61,6 +61,9 @@ class DashboardPageHandler(TokenAuthMixin, RequestHandler):
         self.xsrf_token  # Sets the _xsrf cookie that mutating API requests send back.
         self.finish(page.replace(BASE_URL_MARKER, base_url))
 
+    def head(self, path: str = "") -> None:
+        self.get(path)  # Tornado sends the headers without the body.
+
 
 default_handlers = [
     (r"/(?P<path>assets/.+|favicon\.ico)", DashboardFileHandler),

@@ -33,6 +33,9 @@ class EventStreamHandler(ApiHandler):
         """Refuse HEAD with 405: a stream has no end for HEAD to wait for."""
         raise ApiError(405, "HEAD is not allowed on a live stream; use GET")
 
+    def allowed_methods(self) -> list[str]:
+        return ["GET"]
+
     @property
     def hub(self):
         hub = self.context.extra.get("hub")

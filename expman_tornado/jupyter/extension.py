@@ -120,6 +120,7 @@ class ExpmanExtension(ExtensionApp):
         if self.hub is not None:
             self.hub.stop()
         self._started.set()
-        # Reads already running are waited for, since they end on their own.
-        # Queued ones are dropped.
+        # Reads already running are waited for, since they end on their own once
+        # summary passes stop. Queued ones are dropped.
+        self.context.store.close()
         self.context.executor.shutdown(wait=True, cancel_futures=True)

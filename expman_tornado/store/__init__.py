@@ -2,6 +2,6 @@
 
 from .files import UnreadableFile
 from .names import InvalidName
-from .store import NotFound, OutsideStore, Store
+from .store import NotFound, OutsideStore, Store, StoreClosed
 
-__all__ = ["InvalidName", "NotFound", "OutsideStore", "Store", "UnreadableFile"]
+__all__ = ["InvalidName", "NotFound", "OutsideStore", "Store", "StoreClosed", "UnreadableFile"]

@@ -115,6 +115,11 @@ class FileCache:
         for attempt in range(RETRIES + 1):
             try:
                 value = parse(path)
+            except FileNotFoundError:
+                # Deleted or renamed since the stat: missing, like a file that never was.
+                with self._lock:
+                    self._entries.pop(key, None)
+                raise
             except (ParseError, OSError) as exc:
                 error = str(exc) or type(exc).__name__
             else:

@@ -52,6 +52,10 @@ class OutsideStore(PermissionError):
     """A path that resolves outside the run or the store (through a symlink)."""
 
 
+class StoreClosed(RuntimeError):
+    """A summary pass stopped because the server is stopping (see :meth:`Store.close`)."""
+
+
 class Store:
     """Read access to a store folder; every method is safe to call from threads.
 
@@ -103,6 +107,16 @@ class Store:
         # One summary pass per experiment at a time: a listing that arrives during
         # another one waits for it and then finds its summaries current.
         self._pass_locks: dict[str, threading.Lock] = {}
+        # Listings building summaries now; the background read waits while there are any.
+        self._listing_passes = 0
+        self._closing = threading.Event()
+
+    def close(self) -> None:
+        """Stop summary passes at their next run, so a stopping server does not wait for thousands of runs.
+
+        A pass stopped so raises StoreClosed. Other reads end on their own.
+        """
+        self._closing.set()
 
     # Folders
 
@@ -288,20 +302,34 @@ class Store:
         count = 0
         for experiment in self.experiment_ids():
             try:
-                count += len(self._summary_entries(experiment))
+                count += len(self._summary_entries(experiment, background=True))
             except NotFound:  # Deleted or renamed since it was listed.
                 continue
         return count
 
-    def _summary_entries(self, experiment: str, read_missing: bool = True) -> list[_SummaryEntry]:
-        """Return :meth:`_summary_pass`, one pass per experiment at a time."""
+    def _summary_entries(self, experiment: str, read_missing: bool = True,
+                         background: bool = False) -> list[_SummaryEntry]:
+        """Return :meth:`_summary_pass`, one pass per experiment at a time.
+
+        A ``background`` pass builds each summary only while no other pass is
+        building summaries, so a listing that a user waits for gets the cores.
+        """
         self.experiment_dir(experiment)  # Raises NotFound before a lock is kept for a wrong name.
         with self._lock:
             pass_lock = self._pass_locks.setdefault(experiment, threading.Lock())
         with pass_lock:
-            return self._summary_pass(experiment, read_missing)
+            if background:
+                return self._summary_pass(experiment, read_missing, background)
+            with self._lock:
+                self._listing_passes += 1
+            try:
+                return self._summary_pass(experiment, read_missing)
+            finally:
+                with self._lock:
+                    self._listing_passes -= 1
 
-    def _summary_pass(self, experiment: str, read_missing: bool = True) -> list[_SummaryEntry]:
+    def _summary_pass(self, experiment: str, read_missing: bool = True,
+                      background: bool = False) -> list[_SummaryEntry]:
         """Return the summary of each run of an experiment, from the cache while its files are unchanged.
 
         While the change feed is active, a summary that no noted change touched
@@ -337,7 +365,7 @@ class Store:
                 missing = [run for run in missing if run not in found]
             if not read_missing:
                 return [found[run] for run in names if run in found]
-            built = self._build_entries(experiment, missing, folder, folder_fd) if missing else {}
+            built = self._build_entries(experiment, missing, folder, folder_fd, background) if missing else {}
             found.update(built)
         finally:
             self.fs.close_folder(folder_fd)
@@ -378,15 +406,24 @@ class Store:
                 self._summaries[run_folder] = entry
         return entry
 
-    def _build_entries(self, experiment: str, runs: list[str], folder: str,
-                       folder_fd: Any) -> dict[str, _SummaryEntry]:
+    def _build_entries(self, experiment: str, runs: list[str], folder: str, folder_fd: Any,
+                       background: bool = False) -> dict[str, _SummaryEntry]:
         """Build the summary entries of runs, one after another in the calling thread.
 
+        Raise StoreClosed once :meth:`close` was called. A ``background`` build
+        waits before each run while a listing builds summaries.
         NOTE: building them on the read thread pool as well was slower: 1.9 ms per
         run alone, 2.4 to 3.0 ms with one to three pool threads helping (2 cores,
         benchmarks/stores.py). YAML parsing and most of the summary work hold the GIL.
         """
-        return {run: self._build_summary_entry(experiment, run, folder + os.sep + run, folder_fd) for run in runs}
+        entries = {}
+        for run in runs:
+            while background and self._listing_passes and not self._closing.is_set():
+                time.sleep(0.005)
+            if self._closing.is_set():
+                raise StoreClosed("the server is stopping")
+            entries[run] = self._build_summary_entry(experiment, run, folder + os.sep + run, folder_fd)
+        return entries
 
     def _entries_from_index(self, experiment: str, runs: list[str], folder: str,
                             folder_fd: Any) -> dict[str, _SummaryEntry]:

@@ -74,6 +74,21 @@ class _StoreDumper(yaml.SafeDumper):
 
 for _tag, _pattern, _first in CORE_SCHEMA:
     _StoreDumper.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+# YAML 1.1 itself also reads y and n as booleans, though PyYAML does not.
+_StoreDumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+#: Characters that YAML reads as line breaks, so that a reader folds them in a
+#: plain or single-quoted text. A text with one is written double-quoted, where
+#: they are escaped (\N, \L, \P).
+_YAML_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(mark in text for mark in _YAML_LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_StoreDumper.add_representer(str, _represent_text)
 
 
 def dump_yaml_mapping(mapping: dict) -> str:
@@ -173,7 +188,12 @@ def json_integer(value: int) -> int | str:
 
 
 def _key_text(key: Any) -> str:
-    if isinstance(key, int) and not isinstance(key, bool):
+    """Return a mapping key as text; ``null``, ``true`` and ``false`` keys keep their YAML spelling."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
         return str(json_integer(key))
     return str(key)
 

@@ -389,6 +389,17 @@ def test_unreadable_files_named_on_run_page(context, server, store, console):
     assert page.get_by_text("This run logged no params.").count() == 0
     screenshot(page, "findings-unreadable-files")
 
+    # A run folder that comes with a damaged run.yaml, so the server never had a good copy of it.
+    staged = os.path.join(os.path.dirname(store["root"]), "damaged-run-yaml")
+    os.makedirs(staged)
+    with open(os.path.join(staged, "run.yaml"), "w") as file:
+        file.write("name: [damaged\n")
+    os.utime(os.path.join(staged, "run.yaml"), (past, past))
+    os.rename(staged, os.path.join(store["root"], TABS_EXPERIMENT, "damaged-run-yaml"))
+    page.goto(server.url + "experiments/%s/runs/damaged-run-yaml" % TABS_EXPERIMENT)
+    page.get_by_text("run.yaml cannot be read: ").wait_for()
+    assert page.get_by_text("The last values are kept in run.yaml, which cannot be read.").count() == 1
+
 
 def findings_url(server, tab: str = "", query: str = "") -> str:
     url = server.url + "experiments/" + FINDINGS_EXPERIMENT

@@ -73,7 +73,12 @@ function Metadata({ details, now }: { details: RunDetails; now: number }) {
 function LastValues({ details }: { details: RunDetails }) {
   const vectors = Object.entries(details.vectors ?? {});
   const scalars = Object.entries(details.scalars ?? {});
-  if (!vectors.length && !scalars.length) return <Message kind="empty">This run has logged no metric values yet.</Message>;
+  if (!vectors.length && !scalars.length) {
+    if (details.unreadable?.["run.yaml"] !== undefined) {
+      return <Message kind="empty">The last values are kept in run.yaml, which cannot be read.</Message>;
+    }
+    return <Message kind="empty">This run has logged no metric values yet.</Message>;
+  }
   return (
     <table class="grid-table compact">
       <thead>
