@@ -1262,6 +1262,8 @@ async def test_unreadable_run_yaml_named_in_details(http_client, base_url, store
     details = await fetch_json(http_client, base_url, run_url("e", "r"))
     assert list(details["unreadable"]) == ["run.yaml"]
     assert details["status"] is None
+    response = await fetch(http_client, base_url, run_url("e", "r", "metadata"))
+    assert_api_error(response, 422, mentions="run.yaml")
 
 
 @pytest.mark.gen_test

@@ -39,10 +39,17 @@ class ExperimentMetadataHandler(ApiHandler):
 
 
 class RunMetadataHandler(ApiHandler):
-    """``GET …/runs/:run/metadata``: ``id`` and the run.yaml fields."""
+    """``GET …/runs/:run/metadata``: ``id`` and the run.yaml fields; 422 when run.yaml cannot be parsed.
+
+    Like the config route, it serves one file, so a file without a good copy is
+    an error here, where the run details show it in ``unreadable``.
+    """
 
     async def get(self, experiment: str, run: str) -> None:
         details = await self.call_store(self.store.run, experiment, run)
+        reason = details["unreadable"].get("run.yaml")
+        if reason is not None:
+            raise ApiError(422, "run.yaml cannot be parsed: %s" % reason)
         self.write_json({"id": run, **{name: details[name] for name in RUN_FIELDS}})
 
 
