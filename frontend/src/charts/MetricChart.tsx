@@ -363,7 +363,9 @@ function drawMarkers(u: uPlot, traces: Trace[]): void {
 
   ctx.save();
   ctx.beginPath();
-  ctx.rect(left, top, width, height);
+  // As wide as a glyph beyond each side, so a marker at the first or last x is drawn whole.
+  const margin = size + 1.5 * ratio;
+  ctx.rect(left - margin, top, width + 2 * margin, height);
   ctx.clip();
   ctx.lineWidth = 1.5 * ratio;
 
