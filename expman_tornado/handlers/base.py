@@ -73,7 +73,7 @@ class ApiHandler(TokenAuthMixin, RequestHandler):
         """Serve HEAD like GET: Tornado sends the headers (Content-Length included) without the body.
 
         Monitors and ``curl -I`` expect that of every GET route. A handler
-        without ``get`` answers HEAD with 405, as it answers GET.
+        without ``get`` rejects HEAD with 405, as it rejects GET.
         """
         get = getattr(self, "get", None)
         if get is None or getattr(get, "__func__", None) is RequestHandler.get:

@@ -294,6 +294,9 @@ export function ChartsPanel(props: ChartsPanelProps) {
   };
   const allAggregated = shownMetrics.length > 0 && shownMetrics.every((name) => aggregated.has(name));
 
+  // What every chart of the panel shares, grouped or not.
+  const chartProps = { settings, zoom, onZoom: applyZoom, dataVersion: version, syncKey, theme };
+
   const groups = new Map<string, string[]>();
   for (const name of shownMetrics) {
     const group = groupOf(name);
@@ -412,12 +415,7 @@ export function ChartsPanel(props: ChartsPanelProps) {
                   metric={name}
                   groups={runGroups}
                   band={band}
-                  settings={settings}
-                  zoom={zoom}
-                  onZoom={applyZoom}
-                  dataVersion={version}
-                  syncKey={syncKey}
-                  theme={theme}
+                  {...chartProps}
                   onAggregate={() => toggleAggregate(name)}
                 />
               ) : (
@@ -425,12 +423,7 @@ export function ChartsPanel(props: ChartsPanelProps) {
                   key={name}
                   metric={name}
                   runs={shownRuns}
-                  settings={settings}
-                  zoom={zoom}
-                  onZoom={applyZoom}
-                  dataVersion={version}
-                  syncKey={syncKey}
-                  theme={theme}
+                  {...chartProps}
                   onAggregate={groupBy ? () => toggleAggregate(name) : undefined}
                 />
               ),

@@ -1,1 +1,0 @@
-import{b,c,d,e}from"./chunk-O5Q6EZYL.js";import{b as a}from"./chunk-P2RQ6NF7.js";import"./chunk-V6A3B23O.js";import"./chunk-CGNY3XGV.js";import"./chunk-FGJQZKU7.js";import"./chunk-622SIDW7.js";import"./chunk-RSPFMK7C.js";import"./chunk-WOT6VMZA.js";export{e as ChartsPanel,a as RUN_COLORS,b as readSettings,c as useSessions,d as useSessionsVersion};
